@@ -1,0 +1,94 @@
+namespace Sluice.Target.Configuration;
+
+/// <summary>The whole server configuration: what the config file holds and what flags build.</summary>
+public sealed class ServerConfig
+{
+    /// <summary>Directory for file LUNs created by default and for persistent state.</summary>
+    public string DataDir { get; set; } = "data";
+
+    public List<PortalConfig> Portals { get; set; } = [];
+
+    public List<TargetConfig> Targets { get; set; } = [];
+
+    /// <summary>CHAP required for discovery sessions (null: discovery needs no authentication).</summary>
+    public ChapConfig? DiscoveryChap { get; set; }
+
+    public LimitsConfig Limits { get; set; } = new();
+}
+
+/// <summary>A listen address. Portals with the same group tag form one portal group (TPGT).</summary>
+public sealed class PortalConfig
+{
+    public string Host { get; set; } = "127.0.0.1";
+    public int Port { get; set; } = 3260;
+    public ushort GroupTag { get; set; } = 1;
+}
+
+public sealed class TargetConfig
+{
+    public string Name { get; set; } = "";
+    public string? Alias { get; set; }
+    public List<LunConfig> Luns { get; set; } = [];
+
+    /// <summary>Initiator names allowed to discover and log in; empty means everyone.</summary>
+    public List<string> AllowedInitiators { get; set; } = [];
+
+    /// <summary>When set, initiators must authenticate with CHAP (RFC 7143 §12.1.3).</summary>
+    public ChapConfig? Chap { get; set; }
+
+    /// <summary>When set too, the target authenticates itself to the initiator (mutual CHAP).</summary>
+    public ChapConfig? MutualChap { get; set; }
+
+    /// <summary>Portal group tags this target is reachable through; empty means all.</summary>
+    public List<ushort> PortalGroups { get; set; } = [];
+}
+
+public sealed class LunConfig
+{
+    public ulong Number { get; set; }
+
+    /// <summary>Back end: <c>memory:SIZE</c>, <c>file:PATH[:SIZE]</c> or <c>block:PATH</c>.</summary>
+    public string Backend { get; set; } = "";
+
+    /// <summary>Logical block size: 512 or 4096.</summary>
+    public int BlockSize { get; set; } = 512;
+    public bool ReadOnly { get; set; }
+    public bool Removable { get; set; }
+
+    /// <summary>"write-back" (volatile cache, WCE=1) or "write-through" (every write durable).</summary>
+    public string CacheMode { get; set; } = "write-back";
+
+    /// <summary>Unit serial number (VPD 0x80); derived from target and LUN when absent.</summary>
+    public string? Serial { get; set; }
+}
+
+public sealed class ChapConfig
+{
+    public string User { get; set; } = "";
+    public string Secret { get; set; } = "";
+}
+
+/// <summary>Every limit has a name, a default and a config key (DESIGN.md rules of thumb).</summary>
+public sealed class LimitsConfig
+{
+    public int MaxSessions { get; set; } = 64;
+    public int MaxConnectionsPerSession { get; set; } = 1;
+    /// <summary>Commands a session may have queued: the CmdSN window (MaxCmdSN - ExpCmdSN + 1).</summary>
+    public int CommandWindow { get; set; } = 128;
+    public int MaxRecvDataSegmentLength { get; set; } = 262144;
+    public int MaxBurstLength { get; set; } = 1048576;
+    public int FirstBurstLength { get; set; } = 65536;
+    public int MaxOutstandingR2T { get; set; } = 1;
+    public bool InitialR2T { get; set; }
+    public bool ImmediateData { get; set; } = true;
+    public int MaxErrorRecoveryLevel { get; set; }
+    public int DefaultTime2Wait { get; set; } = 2;
+    public int DefaultTime2Retain { get; set; } = 20;
+    /// <summary>Largest data transfer of one SCSI command, in bytes.</summary>
+    public int MaxTransferLength { get; set; } = 16 * 1024 * 1024;
+    public int LoginTimeoutSeconds { get; set; } = 15;
+    /// <summary>Idle time after which the target sends a NOP-In ping (0 disables).</summary>
+    public int NopInIntervalSeconds { get; set; } = 30;
+    /// <summary>Time to wait for the NOP-Out answer before dropping the connection.</summary>
+    public int NopInTimeoutSeconds { get; set; } = 30;
+}
