@@ -34,7 +34,7 @@ public abstract record BackendSpec
         int colon = text.IndexOf(':', StringComparison.Ordinal);
         if (colon < 0)
         {
-            error = $"back-end spec '{text}' has no type (expected memory:SIZE, file:PATH[:SIZE] or block:PATH)";
+            error = $"invalid back-end spec '{text}' (expected memory:SIZE, file:PATH[:SIZE] or block:PATH)";
             return false;
         }
 
