@@ -8,6 +8,7 @@ internal static class DeviceAssertions
     {
         var random = new Random(seed);
         var shadow = new byte[device.Length];
+        await device.ReadAsync(0, shadow); // a real block device starts with whatever it held
         for (int i = 0; i < operations; i++)
         {
             int length = random.Next(1, 96 * 1024);
