@@ -1,0 +1,136 @@
+using System.Collections.Concurrent;
+using Sluice.Storage;
+
+namespace Sluice.Scsi;
+
+/// <summary>
+/// One SBC-3 direct-access logical unit over an <see cref="IBlockDevice"/>: geometry, the
+/// virtual removable medium, mode pages, and per-nexus unit attention/prevent state.
+/// </summary>
+public sealed class LogicalUnit
+{
+    /// <summary>Largest LUN that single-level peripheral/flat addressing can express (SAM-5 4.7.7).</summary>
+    public const ulong MaxLun = 16383;
+
+    private readonly ConcurrentDictionary<ITNexus, NexusState> nexuses = new(NexusComparer.Instance);
+    private readonly Lock modeGate = new();
+    private volatile bool mediumPresent = true;
+
+    public LogicalUnit(ulong lun, IBlockDevice device, LogicalUnitOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(lun, MaxLun);
+        if (options.BlockSize < 512 || options.BlockSize > 65536 || (options.BlockSize & (options.BlockSize - 1)) != 0)
+        {
+            throw new ArgumentException("BlockSize must be a power of two between 512 and 65536.", nameof(options));
+        }
+        if (options.MaxTransferLengthBytes < options.BlockSize)
+        {
+            throw new ArgumentException("MaxTransferLengthBytes must hold at least one block.", nameof(options));
+        }
+        Lun = lun;
+        Device = device;
+        Options = options;
+        BlockSize = options.BlockSize;
+        BlockCount = device.Length / options.BlockSize;
+        ReadOnly = options.ReadOnly || device.IsReadOnly;
+        Removable = options.Removable;
+        MaxTransferBlocks = (uint)(options.MaxTransferLengthBytes / options.BlockSize);
+        ModePages.InitDefaults(this);
+        ApplyModePages();
+    }
+
+    public ulong Lun { get; }
+
+    /// <summary>Number of logical blocks (capacity / block size).</summary>
+    public long BlockCount { get; }
+
+    public int BlockSize { get; }
+
+    internal IBlockDevice Device { get; }
+    internal LogicalUnitOptions Options { get; }
+    internal bool ReadOnly { get; }
+    internal bool Removable { get; }
+    internal uint MaxTransferBlocks { get; }
+
+    // Current mode page values (SPC-4 7.5 / SBC-3 6.4). Guarded by modeGate; the derived
+    // flags below are read lock-free on the I/O path.
+    internal byte[] Caching { get; } = new byte[ModePages.CachingLength];
+    internal byte[] Control { get; } = new byte[ModePages.ControlLength];
+    internal byte[] InformationalExceptions { get; } = new byte[ModePages.IecLength];
+    internal Lock ModeGate => modeGate;
+
+    internal volatile bool WriteCacheEnabled;
+    internal volatile bool DescriptorSense;
+    internal volatile bool SoftwareWriteProtect;
+
+    internal bool MediumPresent
+    {
+        get => mediumPresent;
+        set => mediumPresent = value;
+    }
+
+    /// <summary>Writes are refused: read-only LU or SWP set in the control mode page.</summary>
+    internal bool WriteProtected => ReadOnly || SoftwareWriteProtect;
+
+    internal void ApplyModePages()
+    {
+        WriteCacheEnabled = (Caching[2] & 0x04) != 0;
+        DescriptorSense = (Control[2] & 0x04) != 0;
+        SoftwareWriteProtect = (Control[4] & 0x08) != 0;
+    }
+
+    /// <summary>The state of <paramref name="nexus"/> on this LU; a new nexus starts with POWER ON UA pending.</summary>
+    internal NexusState GetNexus(ITNexus nexus) =>
+        nexuses.GetOrAdd(nexus, static _ => new NexusState(powerOn: true));
+
+    internal bool RemovalPrevented
+    {
+        get
+        {
+            foreach (var pair in nexuses)
+            {
+                if (pair.Value.Prevent)
+                {
+                    return true;
+                }
+            }
+            return false;
+        }
+    }
+
+    /// <summary>Queues a unit attention for every known nexus except <paramref name="except"/>.</summary>
+    internal void RaiseUnitAttention(ushort ascAscq, ITNexus? except = null)
+    {
+        foreach (var pair in nexuses)
+        {
+            if (except is not null && NexusComparer.Instance.Equals(pair.Key, except))
+            {
+                continue;
+            }
+            pair.Value.Add(ascAscq);
+        }
+    }
+
+    internal void RemoveNexus(ITNexus nexus) => nexuses.TryRemove(nexus, out _);
+
+    /// <summary>
+    /// Logical unit reset (SAM-5 6.3.3 / hard reset): mode parameters return to their
+    /// defaults (nothing is saved), PREVENT state is cleared (SPC-4 6.13), and every nexus gets
+    /// <paramref name="ascAscq"/> as a unit attention.
+    /// </summary>
+    internal void Reset(ushort ascAscq)
+    {
+        lock (modeGate)
+        {
+            ModePages.InitDefaults(this);
+            ApplyModePages();
+        }
+        foreach (var pair in nexuses)
+        {
+            pair.Value.Prevent = false;
+            pair.Value.Add(ascAscq);
+        }
+    }
+}
