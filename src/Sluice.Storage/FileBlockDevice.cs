@@ -56,6 +56,13 @@ public sealed class FileBlockDevice : IBlockDevice, IAllocationMap
     /// <remarks>Becomes false if the file system or device turns out not to deallocate.</remarks>
     public bool SupportsUnmap => OperatingSystem.IsLinux() && !IsReadOnly && !_punchHoleUnsupported;
 
+    /// <summary>Set when the file system can't punch holes; unmap then writes zeros. Tests set it to force the fallback.</summary>
+    internal bool PunchHoleUnsupported
+    {
+        get => _punchHoleUnsupported;
+        set => _punchHoleUnsupported = value;
+    }
+
     /// <summary>How many times data was synced to stable storage (FUA writes and flushes).</summary>
     internal long FlushCount => Interlocked.Read(ref _flushCount);
 
@@ -468,6 +475,11 @@ public sealed class FileBlockDevice : IBlockDevice, IAllocationMap
         catch (UnauthorizedAccessException e)
         {
             throw new StorageException($"cannot open '{path}': permission denied", e);
+        }
+        catch (IOException e) when (e.HResult == NativeMethods.EWOULDBLOCK)
+        {
+            // flock(LOCK_NB) refused: another open back end (in this or another process) holds it.
+            throw new StorageException($"'{path}' is in use by another back end or process", e);
         }
         catch (IOException e)
         {

@@ -47,7 +47,7 @@ public sealed class MemoryBlockDevice : IBlockDevice, IAllocationMap
     public bool IsReadOnly { get; }
 
     /// <inheritdoc/>
-    public bool SupportsUnmap => true;
+    public bool SupportsUnmap => !IsReadOnly;
 
     /// <summary>Allocation unit in bytes.</summary>
     public int ChunkSize { get; }

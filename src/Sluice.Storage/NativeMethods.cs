@@ -20,6 +20,7 @@ internal static partial class NativeMethods
 
     // <errno.h>
     internal const int EINTR = 4;
+    internal const int EWOULDBLOCK = 11;
     internal const int EINVAL = 22;
     internal const int ENOTTY = 25;
     internal const int ENXIO = 6;
