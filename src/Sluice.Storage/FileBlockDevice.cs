@@ -204,7 +204,8 @@ public sealed class FileBlockDevice : IBlockDevice, IAllocationMap
         CheckWritable();
         CheckRange(offset, source.Length);
         await RandomAccess.WriteAsync(_handle, source, offset, cancellationToken).ConfigureAwait(false);
-        // SBC-4 5.38: FUA means on the medium before status. We are on a pool thread here.
+        // SBC-4 FUA bit: the data is on the medium before status. RandomAccess finishes file I/O
+        // on a pool thread, so this blocking sync does not hold up the caller.
         if (forceUnitAccess && !WriteThrough)
             DataSync();
     }

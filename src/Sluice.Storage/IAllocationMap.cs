@@ -2,7 +2,7 @@ namespace Sluice.Storage;
 
 /// <summary>
 /// Optional capability of an <see cref="IBlockDevice"/>: which byte ranges hold data and which
-/// are deallocated (read as zeros). Backs GET LBA STATUS (SBC-4 5.8).
+/// are deallocated (read as zeros). Backs GET LBA STATUS (SBC-4).
 /// </summary>
 public interface IAllocationMap
 {
