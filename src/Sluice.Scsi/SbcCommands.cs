@@ -207,12 +207,17 @@ internal static class SbcCommands
         {
             return Responses.Done(error);
         }
-        if (bytchk == 0 || blocks == 0)
+        if (bytchk == 0)
         {
-            // The back end reports unreadable data on access; there is no separate medium scan.
-            return Responses.Done(Responses.Good(0, bytchk == 0 ? 0 : (bytchk == 3 ? unit.BlockSize : 0)));
+            // Medium verification only, no data-out: the back end reports unreadable data on
+            // access, there is no separate medium scan.
+            return Responses.Done(Responses.Good(0, 0));
         }
         long expected = bytchk == 3 ? unit.BlockSize : (long)blocks * unit.BlockSize;
+        if (blocks == 0)
+        {
+            return Responses.Done(Responses.Good(0, expected));
+        }
         // Compare only whole blocks the initiator actually sent (same rule as WRITE).
         long available = Math.Min(expected, request.DataOut.Length);
         available -= available % unit.BlockSize;
