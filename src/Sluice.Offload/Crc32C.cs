@@ -3,6 +3,9 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
+// The kernel enum and per-kernel entry point are internal; the benchmarks compare kernels directly.
+[assembly: InternalsVisibleTo("Sluice.Benchmarks")]
+
 namespace Sluice.Offload;
 
 /// <summary>

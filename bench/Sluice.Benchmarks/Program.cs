@@ -1,0 +1,12 @@
+using BenchmarkDotNet.Running;
+using Sluice.Benchmarks;
+
+// `crc-gbps <sizes...>` is a quick mode without BenchmarkDotNet for bench/crc32c-vs-isal.sh;
+// anything else goes to BenchmarkDotNet, which finds every benchmark class in this assembly.
+if (args.Length > 0 && args[0] == "crc-gbps")
+{
+    return CrcGbps.Run(args[1..]);
+}
+
+BenchmarkSwitcher.FromAssembly(typeof(CrcGbps).Assembly).Run(args);
+return 0;
