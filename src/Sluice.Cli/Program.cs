@@ -1,1 +1,3 @@
-Console.WriteLine("sluice");
+using Sluice.Cli;
+
+return await SluiceCli.RunAsync(args, Console.Out, Console.Error);

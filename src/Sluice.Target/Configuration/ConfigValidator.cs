@@ -1,0 +1,221 @@
+using System.Globalization;
+using Sluice.Storage;
+
+namespace Sluice.Target.Configuration;
+
+/// <summary>
+/// Checks a whole <see cref="ServerConfig"/> before anything starts, so the server never runs
+/// half-configured. The first problem found is thrown as a <see cref="ConfigException"/>.
+/// </summary>
+public static class ConfigValidator
+{
+    /// <summary>LUNs use the single-level (peripheral/flat) address space: 0..16383 (SAM-5 §4.7).</summary>
+    public const ulong MaxLunNumber = 16383;
+
+    /// <summary>RFC 7143 §13: MaxRecvDataSegmentLength, MaxBurstLength and FirstBurstLength are 512..2^24-1.</summary>
+    public const int MaxDataSegmentLength = 16_777_215;
+
+    public static readonly IReadOnlyList<string> CacheModes = ["write-back", "write-through"];
+
+    /// <summary>Throws <see cref="ConfigException"/> naming the key path of the first problem.</summary>
+    public static void Validate(ServerConfig c)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        if (string.IsNullOrWhiteSpace(c.DataDir))
+            throw new ConfigException("dataDir", "must not be empty");
+
+        var groupTags = ValidatePortals(c.Portals);
+        if (c.DiscoveryChap is not null)
+            ValidateChap(c.DiscoveryChap, "discoveryChap");
+        ValidateTargets(c, groupTags);
+        ValidateLimits(c.Limits);
+    }
+
+    private static HashSet<ushort> ValidatePortals(List<PortalConfig>? portals)
+    {
+        if (portals is null || portals.Count == 0)
+            throw new ConfigException("portals", "at least one portal is required");
+
+        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+        var groupTags = new HashSet<ushort>();
+        for (int i = 0; i < portals.Count; i++)
+        {
+            string at = $"portals[{i}]";
+            var portal = portals[i] ?? throw new ConfigException(at, "must be an object, not null");
+            if (!PortalAddress.TryParseHost(portal.Host, out var address))
+                throw new ConfigException($"{at}.host", $"invalid host '{portal.Host}' (expected an IPv4 or IPv6 address such as 127.0.0.1, 0.0.0.0 or ::1)");
+            if (portal.Port is < 0 or > 65535)
+                throw new ConfigException($"{at}.port", $"must be between 0 and 65535 (got {portal.Port}); 0 picks a free port");
+            if (portal.Port != 0)
+            {
+                string endpoint = PortalAddress.Format(address.ToString(), portal.Port);
+                if (!seen.TryAdd(endpoint, i))
+                    throw new ConfigException(at, $"duplicate portal {endpoint} (same as portals[{seen[endpoint]}])");
+            }
+            groupTags.Add(portal.GroupTag);
+        }
+        return groupTags;
+    }
+
+    private static void ValidateTargets(ServerConfig c, HashSet<ushort> groupTags)
+    {
+        var targets = c.Targets;
+        if (targets is null || targets.Count == 0)
+            throw new ConfigException("targets", "at least one target is required");
+
+        var names = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+        // A file or device behind two LUNs would be written by both: refuse it.
+        var stores = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (int t = 0; t < targets.Count; t++)
+        {
+            string at = $"targets[{t}]";
+            var target = targets[t] ?? throw new ConfigException(at, "must be an object, not null");
+            if (!IscsiName.TryValidate(target.Name, out string? problem))
+                throw new ConfigException($"{at}.name", problem);
+            if (!names.TryAdd(target.Name, t))
+                throw new ConfigException($"{at}.name", $"duplicate target '{target.Name}' (same as targets[{names[target.Name]}])");
+            if (target.Alias is not null)
+                ValidateText(target.Alias, $"{at}.alias", maxLength: 255);
+
+            ValidateLuns(target.Luns, at, c.DataDir, stores);
+            ValidateInitiators(target.AllowedInitiators, $"{at}.allowedInitiators");
+
+            if (target.Chap is not null)
+                ValidateChap(target.Chap, $"{at}.chap");
+            if (target.MutualChap is not null)
+            {
+                if (target.Chap is null)
+                    throw new ConfigException($"{at}.mutualChap", $"requires {at}.chap (the initiator must authenticate before the target does)");
+                ValidateChap(target.MutualChap, $"{at}.mutualChap");
+                // RFC 7143 §12.1.3: a secret used to authenticate initiators must not authenticate a target.
+                if (string.Equals(target.MutualChap.Secret, target.Chap.Secret, StringComparison.Ordinal))
+                    throw new ConfigException($"{at}.mutualChap.secret", $"must differ from {at}.chap.secret (RFC 7143 §12.1.3)");
+            }
+
+            if (target.PortalGroups is null)
+                throw new ConfigException($"{at}.portalGroups", "must be an array, not null");
+            for (int g = 0; g < target.PortalGroups.Count; g++)
+            {
+                ushort tag = target.PortalGroups[g];
+                if (!groupTags.Contains(tag))
+                    throw new ConfigException($"{at}.portalGroups[{g}]", $"no portal has groupTag {tag}");
+            }
+        }
+    }
+
+    private static void ValidateLuns(List<LunConfig>? luns, string targetAt, string dataDir, Dictionary<string, string> stores)
+    {
+        if (luns is null || luns.Count == 0)
+            throw new ConfigException($"{targetAt}.luns", "at least one LUN is required");
+
+        var numbers = new Dictionary<ulong, int>();
+        for (int l = 0; l < luns.Count; l++)
+        {
+            string at = $"{targetAt}.luns[{l}]";
+            var lun = luns[l] ?? throw new ConfigException(at, "must be an object, not null");
+            if (lun.Number > MaxLunNumber)
+                throw new ConfigException($"{at}.number", $"must be between 0 and {MaxLunNumber} (got {lun.Number})");
+            if (!numbers.TryAdd(lun.Number, l))
+                throw new ConfigException($"{at}.number", $"duplicate LUN {lun.Number} (same as {targetAt}.luns[{numbers[lun.Number]}])");
+
+            if (lun.BlockSize is not (512 or 4096))
+                throw new ConfigException($"{at}.blockSize", $"must be 512 or 4096 (got {lun.BlockSize})");
+            if (lun.CacheMode is null || !CacheModes.Contains(lun.CacheMode))
+                throw new ConfigException($"{at}.cacheMode", $"must be {string.Join(" or ", CacheModes)} (got '{lun.CacheMode}')");
+            if (lun.Serial is not null)
+                ValidateText(lun.Serial, $"{at}.serial", maxLength: 64);
+
+            if (!BackendSpec.TryParse(lun.Backend, out var spec, out string? error))
+                throw new ConfigException($"{at}.backend", error);
+            long? size = spec switch
+            {
+                MemoryBackendSpec m => m.Size,
+                FileBackendSpec f => f.Size,
+                _ => null,
+            };
+            if (size is { } bytes && bytes % lun.BlockSize != 0)
+                throw new ConfigException($"{at}.backend", $"size {bytes} bytes is not a whole number of {lun.BlockSize}-byte blocks");
+
+            string? store = spec switch
+            {
+                FileBackendSpec f => Path.GetFullPath(f.Path, dataDir),
+                BlockBackendSpec b => Path.GetFullPath(b.Path),
+                _ => null,
+            };
+            if (store is not null && !stores.TryAdd(store, at))
+                throw new ConfigException($"{at}.backend", $"'{store}' is already used by {stores[store]}");
+        }
+    }
+
+    private static void ValidateInitiators(List<string>? initiators, string at)
+    {
+        if (initiators is null)
+            throw new ConfigException(at, "must be an array, not null");
+        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        for (int i = 0; i < initiators.Count; i++)
+        {
+            if (!IscsiName.TryValidate(initiators[i], out string? problem))
+                throw new ConfigException($"{at}[{i}]", problem);
+            if (!seen.Add(initiators[i]))
+                throw new ConfigException($"{at}[{i}]", $"'{initiators[i]}' is listed twice");
+        }
+    }
+
+    private static void ValidateChap(ChapConfig chap, string at)
+    {
+        if (string.IsNullOrEmpty(chap.User))
+            throw new ConfigException($"{at}.user", "must not be empty");
+        ValidateText(chap.User, $"{at}.user", maxLength: 255);
+        if (string.IsNullOrEmpty(chap.Secret))
+            throw new ConfigException($"{at}.secret", "must not be empty");
+        if (chap.Secret.Length > 255)
+            throw new ConfigException($"{at}.secret", "must be at most 255 characters");
+    }
+
+    // Text that goes into login keys or VPD pages: printable, no control characters.
+    private static void ValidateText(string value, string at, int maxLength)
+    {
+        if (value.Length == 0)
+            throw new ConfigException(at, "must not be empty (leave it out instead)");
+        if (value.Length > maxLength)
+            throw new ConfigException(at, $"must be at most {maxLength} characters (got {value.Length})");
+        foreach (char ch in value)
+        {
+            if (char.IsControl(ch))
+                throw new ConfigException(at, "must not contain control characters");
+        }
+    }
+
+    private static void ValidateLimits(LimitsConfig? l)
+    {
+        if (l is null)
+            throw new ConfigException("limits", "must be an object, not null");
+
+        Range(l.MaxSessions, 1, 65535, "maxSessions");
+        Range(l.MaxConnectionsPerSession, 1, 65535, "maxConnectionsPerSession");
+        Range(l.CommandWindow, 1, 65535, "commandWindow");
+        Range(l.MaxRecvDataSegmentLength, 512, MaxDataSegmentLength, "maxRecvDataSegmentLength");
+        Range(l.MaxBurstLength, 512, MaxDataSegmentLength, "maxBurstLength");
+        Range(l.FirstBurstLength, 512, MaxDataSegmentLength, "firstBurstLength");
+        if (l.FirstBurstLength > l.MaxBurstLength)
+            throw new ConfigException("limits.firstBurstLength", $"must not exceed limits.maxBurstLength ({l.FirstBurstLength} > {l.MaxBurstLength}, RFC 7143 §13.14)");
+        Range(l.MaxOutstandingR2T, 1, 65535, "maxOutstandingR2T");
+        Range(l.MaxErrorRecoveryLevel, 0, 2, "maxErrorRecoveryLevel");
+        Range(l.DefaultTime2Wait, 0, 3600, "defaultTime2Wait");
+        Range(l.DefaultTime2Retain, 0, 3600, "defaultTime2Retain");
+        Range(l.MaxTransferLength, 512, 1 << 30, "maxTransferLength");
+        Range(l.LoginTimeoutSeconds, 1, 3600, "loginTimeoutSeconds");
+        Range(l.NopInIntervalSeconds, 0, 3600, "nopInIntervalSeconds");
+        Range(l.NopInTimeoutSeconds, 1, 3600, "nopInTimeoutSeconds");
+    }
+
+    private static void Range(int value, int min, int max, string key)
+    {
+        if (value < min || value > max)
+        {
+            throw new ConfigException(
+                $"limits.{key}",
+                string.Create(CultureInfo.InvariantCulture, $"must be between {min} and {max} (got {value})"));
+        }
+    }
+}
