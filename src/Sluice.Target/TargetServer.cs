@@ -1,29 +1,482 @@
 using System.Net;
+using System.Net.Sockets;
+using System.Text;
 using Microsoft.Extensions.Logging;
+using Sluice.Iscsi.Login;
+using Sluice.Iscsi.Chap;
+using Sluice.Scsi;
+using Sluice.Storage;
 using Sluice.Target.Configuration;
 
 namespace Sluice.Target;
 
 /// <summary>The iSCSI target: portals, sessions and the logical units behind them.</summary>
-public sealed partial class TargetServer : IAsyncDisposable
+public sealed class TargetServer : IAsyncDisposable
 {
     private readonly ServerConfig _config;
     private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly Dictionary<string, TargetNode> _targets = new(StringComparer.OrdinalIgnoreCase);
+    private readonly List<IBlockDevice> _devices = [];
+    private readonly List<(Socket Socket, ushort Tpgt, Task Loop)> _listeners = [];
+    private readonly Lock _connectionsLock = new();
+    private readonly HashSet<IscsiConnection> _connections = [];
+    private readonly HashSet<Task> _connectionTasks = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private long _nextConnectionId;
+    private int _state; // 0 new, 1 started, 2 stopped
 
     public TargetServer(ServerConfig config, ILoggerFactory loggerFactory)
     {
         _config = config;
         _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger("Sluice.Target");
+        NegotiationSettings = new TargetNegotiationSettings
+        {
+            MaxRecvDataSegmentLength = config.Limits.MaxRecvDataSegmentLength,
+            MaxBurstLength = config.Limits.MaxBurstLength,
+            FirstBurstLength = config.Limits.FirstBurstLength,
+            MaxOutstandingR2T = config.Limits.MaxOutstandingR2T,
+            InitialR2T = config.Limits.InitialR2T,
+            ImmediateData = config.Limits.ImmediateData,
+            MaxErrorRecoveryLevel = config.Limits.MaxErrorRecoveryLevel,
+            DefaultTime2Wait = config.Limits.DefaultTime2Wait,
+            DefaultTime2Retain = config.Limits.DefaultTime2Retain,
+            MaxConnections = config.Limits.MaxConnectionsPerSession,
+        };
+        LoginHost = new LoginHostAdapter(this);
     }
 
     /// <summary>The bound listen endpoints (port 0 in the config resolves to the real port).</summary>
     public IReadOnlyList<IPEndPoint> LocalEndpoints { get; private set; } = [];
 
-    /// <summary>Opens the back ends and starts listening; throws on any configuration problem.</summary>
-    public Task StartAsync(CancellationToken cancellationToken = default) => throw new NotImplementedException();
+    internal ServerConfig Config => _config;
 
-    /// <summary>Stops accepting, finishes or aborts in-flight commands, flushes and closes sessions.</summary>
-    public Task StopAsync(CancellationToken cancellationToken = default) => throw new NotImplementedException();
+    internal TargetNegotiationSettings NegotiationSettings { get; }
 
-    public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
+    internal ITargetLoginHost LoginHost { get; }
+
+    internal SessionRegistry Sessions { get; } = new();
+
+    /// <summary>Opens the back ends and starts listening; throws on any configuration problem, leaving nothing open.</summary>
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
+        {
+            throw new InvalidOperationException("The server was already started.");
+        }
+
+        try
+        {
+            OpenTargets();
+            Listen();
+        }
+        catch
+        {
+            foreach (var (socket, _, _) in _listeners)
+            {
+                socket.Dispose();
+            }
+
+            foreach (var d in _devices)
+            {
+                d.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+
+            throw;
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private void OpenTargets()
+    {
+        Directory.CreateDirectory(_config.DataDir);
+        foreach (var t in _config.Targets)
+        {
+            List<LogicalUnit> units = [];
+            foreach (var lun in t.Luns)
+            {
+                if (!BackendSpec.TryParse(lun.Backend, out var spec, out var error))
+                {
+                    throw new InvalidOperationException($"targets[{t.Name}].luns[{lun.Number}].backend: {error}");
+                }
+
+                bool writeThrough = string.Equals(lun.CacheMode, "write-through", StringComparison.OrdinalIgnoreCase);
+                var device = BlockDeviceFactory.Open(spec!, _config.DataDir, lun.ReadOnly, writeThrough);
+                _devices.Add(device);
+                var options = new LogicalUnitOptions
+                {
+                    BlockSize = lun.BlockSize,
+                    ReadOnly = lun.ReadOnly || device.IsReadOnly,
+                    Removable = lun.Removable,
+                    WriteCacheEnabled = !writeThrough,
+                    SerialNumber = lun.Serial,
+                    NaaIdentifier = StableNaa(t.Name, lun.Number),
+                    MaxTransferLengthBytes = _config.Limits.MaxTransferLength,
+                };
+                units.Add(new LogicalUnit(lun.Number, device, options));
+            }
+
+            var scsi = new ScsiTargetDevice(t.Name, units, _loggerFactory.CreateLogger("Sluice.Scsi"));
+            _targets.Add(t.Name, new TargetNode(t, scsi));
+        }
+    }
+
+    /// <summary>
+    /// A stable NAA IEEE Registered Extended identifier (SPC-4 7.8.6.6.5) derived from the target
+    /// name and LUN, so the LU keeps its identity across restarts and portals.
+    /// </summary>
+    private static ulong StableNaa(string target, ulong lun)
+    {
+        ulong hash = 14695981039346656037UL;
+        foreach (byte b in Encoding.UTF8.GetBytes(target.ToLowerInvariant()))
+        {
+            hash = (hash ^ b) * 1099511628211UL;
+        }
+
+        hash = (hash ^ lun) * 1099511628211UL;
+        return hash;
+    }
+
+    private void Listen()
+    {
+        List<IPEndPoint> bound = [];
+        foreach (var portal in _config.Portals)
+        {
+            var address = IPAddress.Parse(portal.Host);
+            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            if (address.AddressFamily == AddressFamily.InterNetworkV6)
+            {
+                socket.DualMode = false;
+            }
+
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            try
+            {
+                socket.Bind(new IPEndPoint(address, portal.Port));
+                socket.Listen(512);
+            }
+            catch (SocketException ex)
+            {
+                socket.Dispose();
+                throw new InvalidOperationException($"portals: cannot listen on {FormatEndpoint(address, portal.Port)}: {ex.Message}", ex);
+            }
+
+            var endpoint = (IPEndPoint)socket.LocalEndPoint!;
+            bound.Add(endpoint);
+            _listeners.Add((socket, portal.GroupTag, Task.CompletedTask));
+            Log.Listening(_logger, endpoint);
+        }
+
+        LocalEndpoints = bound;
+        for (int i = 0; i < _listeners.Count; i++)
+        {
+            var (socket, tpgt, _) = _listeners[i];
+            _listeners[i] = (socket, tpgt, AcceptLoopAsync(socket, tpgt));
+        }
+    }
+
+    internal static string FormatEndpoint(IPAddress address, int port) =>
+        address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]:{port}" : $"{address}:{port}";
+
+    private async Task AcceptLoopAsync(Socket listener, ushort tpgt)
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                if (_stopping.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            var connection = new IscsiConnection(this, client, tpgt, Interlocked.Increment(ref _nextConnectionId), _logger);
+            lock (_connectionsLock)
+            {
+                _connections.Add(connection);
+            }
+
+            var run = Task.Run(connection.RunAsync);
+            lock (_connectionsLock)
+            {
+                _connectionTasks.Add(run);
+            }
+
+            _ = run.ContinueWith(
+                t =>
+                {
+                    lock (_connectionsLock)
+                    {
+                        _connectionTasks.Remove(t);
+                    }
+                },
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+        }
+    }
+
+    internal void ConnectionClosed(IscsiConnection connection)
+    {
+        lock (_connectionsLock)
+        {
+            _connections.Remove(connection);
+        }
+    }
+
+    /// <summary>
+    /// Binds a completed login to a session: a new one (reinstating any old session with the
+    /// same initiator, ISID and target, RFC 7143 §6.3.5) or, with a TSIH, the existing one.
+    /// </summary>
+    internal IscsiSession? CompleteLogin(IscsiConnection connection, TargetLoginStateMachine machine, ulong isid, ushort tsih, IscsiSession? existing, ushort tpgt, uint cmdSN, out ushort failStatus)
+    {
+        failStatus = 0;
+        if (tsih != 0 && existing is not null)
+        {
+            // Connection reinstatement (same CID) is the only way into a live session with
+            // MaxConnections=1 (§6.3.4); the old connection's tasks are terminated.
+            var old = existing.Connection;
+            if (old is not null && old.Cid != connection.Cid && existing.Parameters.MaxConnections <= 1)
+            {
+                failStatus = LoginStatus.TooManyConnections;
+                return null;
+            }
+
+            existing.Connection = connection;
+            old?.Close();
+            return existing;
+        }
+
+        string initiator = machine.InitiatorName!;
+        TargetNode? target = machine.IsDiscovery ? null : _targets.GetValueOrDefault(machine.TargetName ?? "");
+        var previous = Sessions.FindByIdentity(initiator, isid, target?.Name);
+        if (previous is not null)
+        {
+            Log.Reinstated(_logger, previous.Tsih, initiator);
+            EndSession(previous);
+            previous.Connection?.Close();
+        }
+
+        ushort newTsih = Sessions.Add(
+            t => new IscsiSession(t, isid, initiator, target, machine.IsDiscovery, machine.Parameters!, _config.Limits.CommandWindow, cmdSN, tpgt),
+            _config.Limits.MaxSessions,
+            out var session);
+        if (newTsih == 0)
+        {
+            failStatus = LoginStatus.OutOfResources;
+            return null;
+        }
+
+        session!.Connection = connection;
+        return session;
+    }
+
+    /// <summary>The session is gone: I_T nexus loss for its logical units (SAM-5 6.3.4).</summary>
+    internal void EndSession(IscsiSession session)
+    {
+        Sessions.Remove(session);
+        if (session.Target is not null && session.Nexus is not null)
+        {
+            session.Target.Device.NexusLost(session.Nexus);
+        }
+    }
+
+    internal void AbortTasks(TargetNode? target, ulong? lun)
+    {
+        foreach (var s in Sessions.Snapshot())
+        {
+            if (ReferenceEquals(s.Target, target))
+            {
+                s.Connection?.AbortWhere(t => lun is null || t.Request.Lun == lun.Value);
+            }
+        }
+    }
+
+    internal void DropSessionsOf(TargetNode? target)
+    {
+        foreach (var s in Sessions.Snapshot())
+        {
+            if (ReferenceEquals(s.Target, target))
+            {
+                s.Connection?.Close();
+            }
+        }
+    }
+
+    /// <summary>
+    /// SendTargets (RFC 7143 §13.6, Appendix C): every target this initiator may see, with a
+    /// TargetAddress for each portal that serves it. A wildcard listen address is reported as
+    /// the address the initiator reached us on.
+    /// </summary>
+    internal void AppendSendTargets(StringBuilder response, IscsiSession session, string value, EndPoint? local, ushort tpgt)
+    {
+        IEnumerable<TargetNode> targets;
+        if (value == "All")
+        {
+            targets = session.IsDiscovery ? _targets.Values : session.Target is null ? [] : [session.Target];
+        }
+        else if (value.Length == 0)
+        {
+            targets = session.Target is null ? [] : [session.Target];
+        }
+        else
+        {
+            targets = _targets.TryGetValue(value, out var t) ? [t] : [];
+        }
+
+        foreach (var t in targets)
+        {
+            if (!t.Admits(session.InitiatorName))
+            {
+                continue;
+            }
+
+            response.Append("TargetName=").Append(t.Name).Append('\0');
+            for (int i = 0; i < _config.Portals.Count; i++)
+            {
+                var portal = _config.Portals[i];
+                if (!t.ServesPortalGroup(portal.GroupTag))
+                {
+                    continue;
+                }
+
+                var address = IPAddress.Parse(portal.Host);
+                int port = i < LocalEndpoints.Count ? LocalEndpoints[i].Port : portal.Port;
+                if ((address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any)) && local is IPEndPoint le)
+                {
+                    address = le.Address;
+                }
+
+                response.Append("TargetAddress=").Append(FormatEndpoint(address, port)).Append(',').Append(portal.GroupTag).Append('\0');
+            }
+        }
+    }
+
+    /// <summary>Stops accepting, asks sessions to log out, finishes or aborts in-flight commands, flushes and closes.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _state, 2) != 1)
+        {
+            return;
+        }
+
+        _stopping.Cancel();
+        foreach (var (socket, _, _) in _listeners)
+        {
+            socket.Dispose();
+        }
+
+        foreach (var (_, _, loop) in _listeners)
+        {
+            await loop.ConfigureAwait(false);
+        }
+
+        IscsiConnection[] connections;
+        lock (_connectionsLock)
+        {
+            connections = [.. _connections];
+        }
+
+        Log.Stopping(_logger, Sessions.Count);
+        foreach (var c in connections)
+        {
+            await c.RequestLogoutAsync(1).ConfigureAwait(false);
+        }
+
+        // Give initiators a moment to log out and running commands time to finish.
+        long deadline = Environment.TickCount64 + 2000;
+        while (Environment.TickCount64 < deadline && !cancellationToken.IsCancellationRequested)
+        {
+            lock (_connectionsLock)
+            {
+                if (_connections.Count == 0)
+                {
+                    break;
+                }
+            }
+
+            await Task.Delay(20, CancellationToken.None).ConfigureAwait(false);
+        }
+
+        lock (_connectionsLock)
+        {
+            connections = [.. _connections];
+        }
+
+        foreach (var c in connections)
+        {
+            c.Close();
+        }
+
+        Task[] running;
+        lock (_connectionsLock)
+        {
+            running = [.. _connectionTasks];
+        }
+
+        await Task.WhenAny(Task.WhenAll(running), Task.Delay(5000, CancellationToken.None)).ConfigureAwait(false);
+        foreach (var t in _targets.Values)
+        {
+            try
+            {
+                await t.Device.FlushAllAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                Log.Unexpected(_logger, 0, ex);
+            }
+        }
+
+        foreach (var d in _devices)
+        {
+            await d.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+
+    /// <summary>Answers the login state machine's questions from the configuration.</summary>
+    private sealed class LoginHostAdapter(TargetServer server) : ITargetLoginHost
+    {
+        public TargetLoginDecision ResolveTarget(string? targetName, string initiatorName, bool discovery)
+        {
+            if (discovery)
+            {
+                var chap = server._config.DiscoveryChap;
+                return new TargetLoginDecision
+                {
+                    Exists = true,
+                    Allowed = true,
+                    Chap = chap is null ? null : new ChapSecret(chap.User, chap.Secret),
+                };
+            }
+
+            if (targetName is null || !server._targets.TryGetValue(targetName, out var t))
+            {
+                return new TargetLoginDecision { Exists = false };
+            }
+
+            return new TargetLoginDecision
+            {
+                Exists = true,
+                Allowed = t.Admits(initiatorName),
+                Chap = t.Config.Chap is { } c ? new ChapSecret(c.User, c.Secret) : null,
+                MutualChap = t.Config.MutualChap is { } m ? new ChapSecret(m.User, m.Secret) : null,
+                Alias = t.Config.Alias,
+            };
+        }
+    }
 }

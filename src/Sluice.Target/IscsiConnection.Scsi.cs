@@ -1,0 +1,559 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using Sluice.Iscsi.Pdu;
+using Sluice.Offload;
+using Sluice.Scsi;
+
+namespace Sluice.Target;
+
+internal sealed partial class IscsiConnection
+{
+    /// <summary>SCSI Command, RFC 7143 §11.3.</summary>
+    private async Task<bool> OnScsiCommandAsync()
+    {
+        var h = _transport.Header;
+        var p = _params!;
+        var session = _session!;
+        int dsl = h.DataSegmentLength;
+        if (session.IsDiscovery)
+        {
+            // §4.3: a discovery session carries only Text, NOP, Logout.
+            return await RejectAndDiscardAsync(RejectReason.ProtocolError, "SCSI command in a discovery session").ConfigureAwait(false);
+        }
+
+        if (!h.Immediate && session.Check(h.CmdSN) == CmdSNCheck.OutsideWindow)
+        {
+            var (exp, max) = session.Window2();
+            Log.OutsideWindow(_logger, Id, "ScsiCommand", h.CmdSN, exp, max);
+            await _transport.DiscardDataAsync(Token).ConfigureAwait(false);
+            return true;
+        }
+
+        byte flags = h.Flags;
+        bool final = (flags & 0x80) != 0;
+        bool read = (flags & 0x40) != 0;
+        bool write = (flags & 0x20) != 0;
+        uint edtl = h.ExpectedDataTransferLength;
+
+        // Extended CDB and bidirectional read length AHS (§11.2.2).
+        byte[] cdb;
+        int bidiReadLength = -1;
+        var ahs = _transport.Ahs;
+        byte[]? extendedCdb = null;
+        while (ahs.Length >= 4)
+        {
+            int ahsLength = BinaryPrimitives.ReadUInt16BigEndian(ahs);
+            byte type = ahs[2];
+            int total = (3 + ahsLength + 3) & ~3;
+            if (total > ahs.Length)
+            {
+                return await RejectAndDiscardAsync(RejectReason.InvalidPduField, "AHS length").ConfigureAwait(false);
+            }
+
+            if (type == 1 && ahsLength >= 1)
+            {
+                extendedCdb = ahs.Slice(4, ahsLength - 1).ToArray();
+            }
+            else if (type == 2 && ahsLength == 5)
+            {
+                bidiReadLength = (int)Math.Min(int.MaxValue, BinaryPrimitives.ReadUInt32BigEndian(ahs[4..]));
+            }
+
+            ahs = ahs[total..];
+        }
+
+        cdb = extendedCdb is null ? h.Cdb.ToArray() : [.. h.Cdb, .. extendedCdb];
+
+        string? problem = null;
+        if (dsl > 0 && !write)
+        {
+            problem = "immediate data without the W bit";
+        }
+        else if (dsl > 0 && !p.ImmediateData)
+        {
+            problem = "immediate data when ImmediateData=No";
+        }
+        else if (dsl > edtl || dsl > p.FirstBurstLength)
+        {
+            problem = "immediate data beyond EDTL or FirstBurstLength";
+        }
+        else if (!final && p.InitialR2T)
+        {
+            problem = "unsolicited Data-Out announced when InitialR2T=Yes";
+        }
+        else if (!final && !write)
+        {
+            problem = "F bit clear without the W bit";
+        }
+
+        bool duplicate;
+        lock (_tasksLock)
+        {
+            duplicate = _tasks.ContainsKey(h.InitiatorTaskTag);
+        }
+
+        if (duplicate)
+        {
+            problem = "initiator task tag already in use";
+        }
+
+        if (problem is not null)
+        {
+            await RejectAndDiscardAsync(RejectReason.ProtocolError, problem).ConfigureAwait(false);
+            if (!h.Immediate)
+            {
+                // The rejected command still consumes its CmdSN so the window keeps moving.
+                await SequenceAsync(h, usesSlot: false, static () => Task.CompletedTask).ConfigureAwait(false);
+            }
+
+            return true;
+        }
+
+        int limit = _server.Config.Limits.MaxTransferLength;
+        int outLength = write ? (int)Math.Min(edtl, int.MaxValue) : 0;
+        int inLength = read ? (write ? Math.Max(bidiReadLength, 0) : (int)Math.Min(edtl, int.MaxValue)) : 0;
+        bool tooLarge = outLength > limit || inLength > limit;
+
+        var request = new ScsiRequest
+        {
+            Nexus = session.Nexus!,
+            Lun = h.Lun,
+            Cdb = cdb,
+            Attribute = (TaskAttribute)(flags & 0x07),
+            TaskTag = h.InitiatorTaskTag,
+            ExpectedDataOutLength = outLength,
+            ExpectedDataInLength = inLength,
+            Sense = new byte[252],
+        };
+        var task = new ScsiTask
+        {
+            Itt = h.InitiatorTaskTag,
+            CmdSN = h.CmdSN,
+            Immediate = h.Immediate,
+            Request = request,
+            OutLength = tooLarge ? 0 : outLength,
+            InLength = tooLarge ? 0 : inLength,
+            Header = h,
+            TooLarge = tooLarge,
+        };
+        if (!tooLarge)
+        {
+            if (outLength > 0)
+            {
+                task.OutBuffer = ArrayPool<byte>.Shared.Rent(outLength);
+            }
+
+            if (inLength > 0)
+            {
+                task.InBuffer = ArrayPool<byte>.Shared.Rent(inLength);
+            }
+        }
+
+        if (dsl > 0)
+        {
+            if (tooLarge)
+            {
+                await _transport.DiscardDataAsync(Token).ConfigureAwait(false);
+            }
+            else
+            {
+                await _transport.ReceiveDataAsync(task.OutBuffer.AsMemory(0, dsl), Token).ConfigureAwait(false);
+            }
+        }
+
+        task.Received = dsl;
+        task.UnsolicitedLimit = Math.Min(p.FirstBurstLength, outLength);
+        task.UnsolicitedDone = final;
+        task.NextR2TOffset = dsl;
+        lock (_tasksLock)
+        {
+            _tasks[task.Itt] = task;
+        }
+
+        if (task.Immediate)
+        {
+            await DeliverAsync(task).ConfigureAwait(false);
+        }
+        else
+        {
+            await SequenceAsync(h, usesSlot: true, () => DeliverAsync(task), task).ConfigureAwait(false);
+        }
+
+        return true;
+    }
+
+    /// <summary>The command's turn in CmdSN order has come: ask for its data or run it.</summary>
+    private async Task DeliverAsync(ScsiTask task)
+    {
+        task.Delivered = true;
+        bool abortedEarly;
+        lock (_tasksLock)
+        {
+            abortedEarly = _abortedBeforeArrival.Remove(task.CmdSN) && !task.Immediate;
+        }
+
+        if (abortedEarly || task.Aborted)
+        {
+            // ABORT TASK arrived before the command (RFC 7143 §11.5.1): it never runs.
+            Finish(task, completeSlot: !task.Immediate);
+            return;
+        }
+
+        if (task.TooLarge)
+        {
+            if (!task.UnsolicitedDone)
+            {
+                return; // answered once the unsolicited data has been drained
+            }
+
+            await RespondTooLargeAsync(task).ConfigureAwait(false);
+            return;
+        }
+
+        await ContinueAsync(task).ConfigureAwait(false);
+    }
+
+    /// <summary>Either solicits more Data-Out with R2Ts or, with all data present, executes.</summary>
+    private async Task ContinueAsync(ScsiTask task)
+    {
+        if (!task.Delivered || task.Dispatched || task.Aborted)
+        {
+            return;
+        }
+
+        if (task.DataComplete)
+        {
+            Dispatch(task);
+            return;
+        }
+
+        if (!task.UnsolicitedDone)
+        {
+            return;
+        }
+
+        if (task.NextR2TOffset < task.Received)
+        {
+            task.NextR2TOffset = task.Received;
+        }
+
+        var p = _params!;
+        while (task.Bursts.Count < p.MaxOutstandingR2T && task.NextR2TOffset < task.OutLength)
+        {
+            int offset = task.NextR2TOffset;
+            int length = Math.Min(p.MaxBurstLength, task.OutLength - offset);
+            var burst = new ScsiTask.Burst { Ttt = NextTtt(), Offset = offset, End = offset + length, NextOffset = offset };
+            task.Bursts.Add(burst);
+            task.NextR2TOffset = offset + length;
+
+            // R2T, RFC 7143 §11.8: StatSN is not advanced.
+            var r = default(Bhs);
+            r.Opcode = Opcode.ReadyToTransfer;
+            r.Flags = 0x80;
+            r.Lun = task.Header.Lun;
+            r.InitiatorTaskTag = task.Itt;
+            r.TargetTransferTag = burst.Ttt;
+            r.DataSN = task.NextR2TSN++;
+            r.BufferOffset = (uint)offset;
+            r.ResidualCount = (uint)length;
+            await SendStatusPduAsync(r, ReadOnlyMemory<byte>.Empty, advanceStatSN: false, Token).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>SCSI Data-Out, RFC 7143 §11.7: placed straight into the command's buffer.</summary>
+    private async Task<bool> OnDataOutAsync()
+    {
+        var h = _transport.Header;
+        int dsl = h.DataSegmentLength;
+        ScsiTask? task;
+        lock (_tasksLock)
+        {
+            _tasks.TryGetValue(h.InitiatorTaskTag, out task);
+        }
+
+        if (task is null || task.Aborted || task.Dispatched)
+        {
+            Log.UnknownDataOut(_logger, Id, h.InitiatorTaskTag);
+            await _transport.DiscardDataAsync(Token).ConfigureAwait(false);
+            return true;
+        }
+
+        int offset = (int)Math.Min(h.BufferOffset, int.MaxValue);
+        bool final = h.Final;
+        if (h.TargetTransferTag == ReservedTag)
+        {
+            // Unsolicited data (§4.2.5.2) up to FirstBurstLength, in order.
+            if (task.UnsolicitedDone || h.DataSN != task.UnsolicitedDataSN || offset != task.Received || offset + dsl > task.UnsolicitedLimit)
+            {
+                if (task.TooLarge)
+                {
+                    await _transport.DiscardDataAsync(Token).ConfigureAwait(false);
+                    if (final)
+                    {
+                        task.UnsolicitedDone = true;
+                        if (task.Delivered)
+                        {
+                            await RespondTooLargeAsync(task).ConfigureAwait(false);
+                        }
+                    }
+
+                    return true;
+                }
+
+                throw new IscsiProtocolException($"unsolicited Data-Out out of sequence (itt 0x{task.Itt:x8}, DataSN {h.DataSN}, offset {offset}, length {dsl})")
+                {
+                    RejectReason = RejectReason.ProtocolError,
+                };
+            }
+
+            task.UnsolicitedDataSN++;
+            await _transport.ReceiveDataAsync(task.OutBuffer.AsMemory(offset, dsl), Token).ConfigureAwait(false);
+            task.Received += dsl;
+            if (final)
+            {
+                task.UnsolicitedDone = true;
+            }
+        }
+        else
+        {
+            ScsiTask.Burst? burst = null;
+            foreach (var b in task.Bursts)
+            {
+                if (b.Ttt == h.TargetTransferTag)
+                {
+                    burst = b;
+                    break;
+                }
+            }
+
+            // DataPDUInOrder=Yes and DataSequenceInOrder=Yes (§13.19, §13.20): each burst arrives
+            // in order with DataSN counting from 0; anything else is a sequence error, which at
+            // ErrorRecoveryLevel 0 costs the connection (§7.1.4).
+            if (burst is null || h.DataSN != burst.NextDataSN || offset != burst.NextOffset || offset + dsl > burst.End || (final && offset + dsl != burst.End))
+            {
+                throw new IscsiProtocolException($"solicited Data-Out out of sequence (itt 0x{task.Itt:x8}, ttt 0x{h.TargetTransferTag:x8}, DataSN {h.DataSN}, offset {offset}, length {dsl})")
+                {
+                    RejectReason = RejectReason.ProtocolError,
+                };
+            }
+
+            await _transport.ReceiveDataAsync(task.OutBuffer.AsMemory(offset, dsl), Token).ConfigureAwait(false);
+            burst.NextDataSN++;
+            burst.NextOffset += dsl;
+            task.Received += dsl;
+            if (burst.NextOffset == burst.End)
+            {
+                task.Bursts.Remove(burst);
+            }
+        }
+
+        await ContinueAsync(task).ConfigureAwait(false);
+        return true;
+    }
+
+    private async Task RespondTooLargeAsync(ScsiTask task)
+    {
+        // The transfer exceeds what one command may move: ILLEGAL REQUEST, INVALID FIELD IN CDB
+        // (SPC-4 4.5.2.1 fixed format sense).
+        byte[] sense = new byte[18];
+        sense[0] = 0x70;
+        sense[2] = 0x05;
+        sense[7] = 10;
+        sense[12] = 0x24;
+        Finish(task, completeSlot: !task.Immediate);
+        await SendScsiResponseAsync(task, ScsiStatus.CheckCondition, sense, 0, overflow: false, underflow: false, residual: 0).ConfigureAwait(false);
+    }
+
+    private void Dispatch(ScsiTask task)
+    {
+        task.Dispatched = true;
+        _ = ExecuteAsync(task);
+    }
+
+    private async Task ExecuteAsync(ScsiTask task)
+    {
+        var device = _session!.Target!.Device;
+        var request = task.Request;
+        request.DataOut = task.OutBuffer is null ? ReadOnlyMemory<byte>.Empty : task.OutBuffer.AsMemory(0, task.Received);
+        request.DataIn = task.InBuffer is null ? Memory<byte>.Empty : task.InBuffer.AsMemory(0, task.InLength);
+        try
+        {
+            ScsiResponse response;
+            try
+            {
+                response = await device.ExecuteAsync(request, task.Cancellation.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                Finish(task, completeSlot: !task.Immediate);
+                return;
+            }
+
+            if (task.Aborted)
+            {
+                Finish(task, completeSlot: !task.Immediate);
+                return;
+            }
+
+            await SendResultAsync(task, response).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or System.Net.Sockets.SocketException or IOException or ObjectDisposedException)
+        {
+        }
+        catch (Exception ex)
+        {
+            Log.Unexpected(_logger, Id, ex);
+            Close();
+        }
+        finally
+        {
+            task.ReleaseBuffers();
+        }
+    }
+
+    /// <summary>Removes a task from the connection and, for a CmdSN-ordered command, reopens its window slot.</summary>
+    private void Finish(ScsiTask task, bool completeSlot)
+    {
+        bool removed;
+        lock (_tasksLock)
+        {
+            removed = _tasks.Remove(task.Itt, out var current) && ReferenceEquals(current, task);
+            if (!removed && current is not null)
+            {
+                _tasks[task.Itt] = current;
+            }
+        }
+
+        if (removed && completeSlot && task.Delivered)
+        {
+            _session!.Complete();
+        }
+
+        if (!task.Dispatched)
+        {
+            task.ReleaseBuffers();
+        }
+    }
+
+    /// <summary>
+    /// Data-In PDUs with the status folded into the last one when the command succeeded
+    /// (§11.7.4 S bit), or Data-In then a SCSI Response carrying the sense data. Residuals
+    /// compare what the CDB asked for with the initiator's expected length (§11.4.5).
+    /// </summary>
+    private async Task SendResultAsync(ScsiTask task, ScsiResponse response)
+    {
+        var p = _params!;
+        long wanted;
+        int expected;
+        bool isRead = task.InLength > 0 || (task.Header.Flags & 0x40) != 0;
+        if ((task.Header.Flags & 0x20) != 0 && !isRead)
+        {
+            expected = task.OutLength;
+            wanted = response.TransferLength >= 0 ? response.TransferLength : expected;
+        }
+        else
+        {
+            expected = task.InLength;
+            wanted = response.TransferLength >= 0 ? response.TransferLength : response.DataInLength;
+            if ((task.Header.Flags & 0x60) == 0)
+            {
+                expected = 0;
+            }
+        }
+
+        bool overflow = wanted > expected;
+        bool underflow = wanted < expected;
+        uint residual = (uint)Math.Min(uint.MaxValue, Math.Abs(wanted - expected));
+        int dataLength = Math.Min(response.DataInLength, task.InLength);
+        bool good = response.Status == ScsiStatus.Good && response.SenseLength == 0;
+        Finish(task, completeSlot: !task.Immediate);
+
+        uint dataSN = 0;
+        int offset = 0;
+        int maxSegment = p.InitiatorMaxRecvDataSegmentLength;
+        int burstEnd = Math.Min(p.MaxBurstLength, dataLength);
+        while (offset < dataLength)
+        {
+            int length = Math.Min(maxSegment, burstEnd - offset);
+            bool last = offset + length == dataLength;
+            bool endOfSequence = offset + length == burstEnd;
+            var h = default(Bhs);
+            h.Opcode = Opcode.DataIn;
+            byte flags = 0;
+            if (endOfSequence)
+            {
+                flags |= 0x80;
+            }
+
+            bool withStatus = last && good;
+            if (withStatus)
+            {
+                flags |= 0x01;
+                if (overflow)
+                {
+                    flags |= 0x04;
+                }
+                else if (underflow)
+                {
+                    flags |= 0x02;
+                }
+
+                h.SetByte(3, response.Status);
+                h.ResidualCount = overflow || underflow ? residual : 0;
+            }
+
+            h.Flags = flags;
+            h.Lun = task.Header.Lun;
+            h.InitiatorTaskTag = task.Itt;
+            h.TargetTransferTag = ReservedTag;
+            h.DataSN = dataSN++;
+            h.BufferOffset = (uint)offset;
+            await SendStatusPduAsync(h, task.InBuffer.AsMemory(offset, length), advanceStatSN: withStatus, Token).ConfigureAwait(false);
+            offset += length;
+            if (endOfSequence)
+            {
+                burstEnd = Math.Min(burstEnd + p.MaxBurstLength, dataLength);
+            }
+
+            if (withStatus)
+            {
+                return;
+            }
+        }
+
+        byte[] senseCopy = response.SenseLength > 0 ? task.Request.Sense[..response.SenseLength].ToArray() : [];
+        await SendScsiResponseAsync(task, response.Status, senseCopy, dataSN, overflow, underflow, residual).ConfigureAwait(false);
+    }
+
+    /// <summary>SCSI Response, RFC 7143 §11.4; sense data is preceded by its 2-byte length (§11.4.7).</summary>
+    private Task SendScsiResponseAsync(ScsiTask task, byte status, byte[] sense, uint expDataSN, bool overflow, bool underflow, uint residual)
+    {
+        var h = default(Bhs);
+        h.Opcode = Opcode.ScsiResponse;
+        byte flags = 0x80;
+        if (overflow)
+        {
+            flags |= 0x04;
+        }
+        else if (underflow)
+        {
+            flags |= 0x02;
+        }
+
+        h.Flags = flags;
+        h.SetByte(2, 0); // command completed at target
+        h.SetByte(3, status);
+        h.InitiatorTaskTag = task.Itt;
+        h.DataSN = expDataSN;
+        h.ResidualCount = overflow || underflow ? residual : 0;
+        byte[] data = [];
+        if (sense.Length > 0)
+        {
+            data = new byte[2 + sense.Length];
+            BinaryPrimitives.WriteUInt16BigEndian(data, (ushort)sense.Length);
+            sense.CopyTo(data, 2);
+        }
+
+        return SendStatusPduAsync(h, data, advanceStatSN: true, Token);
+    }
+}

@@ -1,0 +1,77 @@
+using System.Buffers;
+using Sluice.Iscsi.Pdu;
+using Sluice.Scsi;
+
+namespace Sluice.Target;
+
+/// <summary>
+/// Target-side state of one SCSI command (RFC 7143 §3.2.2 task): its buffers, the unsolicited
+/// data window, the R2T bursts in flight and where it is in its life.
+/// </summary>
+internal sealed class ScsiTask
+{
+    public required uint Itt { get; init; }
+    public required uint CmdSN { get; init; }
+    public required bool Immediate { get; init; }
+    public required ScsiRequest Request { get; init; }
+
+    /// <summary>Expected data-out length (W bit) and data-in length (R bit or the bidi AHS).</summary>
+    public int OutLength { get; init; }
+    public int InLength { get; init; }
+
+    public byte[]? OutBuffer { get; set; }
+    public byte[]? InBuffer { get; set; }
+
+    /// <summary>Data-out bytes received so far (immediate, unsolicited and solicited).</summary>
+    public int Received { get; set; }
+
+    /// <summary>Unsolicited data (immediate plus Data-Out with TTT=0xffffffff) ends here (min(FirstBurstLength, EDTL)).</summary>
+    public int UnsolicitedLimit { get; set; }
+    public bool UnsolicitedDone { get; set; }
+    public uint UnsolicitedDataSN { get; set; }
+
+    /// <summary>Next offset that still needs an R2T.</summary>
+    public int NextR2TOffset { get; set; }
+    public uint NextR2TSN { get; set; }
+    public List<Burst> Bursts { get; } = [];
+
+    public bool Delivered { get; set; }
+    public bool Dispatched { get; set; }
+    public bool Aborted { get; set; }
+    public CancellationTokenSource Cancellation { get; } = new();
+
+    /// <summary>The SCSI Command PDU header that created the task.</summary>
+    public Bhs Header { get; init; }
+
+    /// <summary>The transfer exceeds MaxTransferLength: answered with CHECK CONDITION, data drained.</summary>
+    public bool TooLarge { get; init; }
+
+    public bool DataComplete => Received >= OutLength;
+
+    public void ReleaseBuffers()
+    {
+        if (OutBuffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(OutBuffer);
+            OutBuffer = null;
+        }
+
+        if (InBuffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(InBuffer);
+            InBuffer = null;
+        }
+
+        Cancellation.Dispose();
+    }
+
+    /// <summary>One R2T's solicited Data-Out sequence (RFC 7143 §11.8).</summary>
+    internal sealed class Burst
+    {
+        public required uint Ttt { get; init; }
+        public required int Offset { get; init; }
+        public required int End { get; init; }
+        public int NextOffset { get; set; }
+        public uint NextDataSN { get; set; }
+    }
+}
