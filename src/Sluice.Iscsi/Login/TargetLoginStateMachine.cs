@@ -170,21 +170,10 @@ public sealed class TargetLoginStateMachine
             LoginComplete = outcome.Transit && outcome.NextStage == LoginStage.FullFeaturePhase,
         };
 
-        if (outcome.Transit)
-        {
-            _stage = outcome.NextStage;
-            if (final.LoginComplete)
-            {
-                _complete = true;
-                _parameters = _negotiator!.Build(_initiatorName, _initiatorAlias, _targetName, _targetAlias,
-                    _targetName is not null ? _targetPortalGroupTag : null);
-            }
-        }
-
         var text = TextCodec.Encode(response);
         if (text.Length <= LoginMaxSegmentLength)
         {
-            return WithData(final, text);
+            return EmitFinal(final, text);
         }
 
         _pending = new TextSegmenter(text, LoginMaxSegmentLength);
@@ -538,17 +527,36 @@ public sealed class TargetLoginStateMachine
         var final = _pendingFinal!;
         _pending = null;
         _pendingFinal = null;
-        return WithData(final, chunk);
+        return EmitFinal(final, chunk);
     }
 
-    private static LoginReply WithData(LoginReply reply, byte[] data) => new()
+    /// <summary>
+    /// The last PDU of a response carries the stage change; the state moves only when it goes out,
+    /// so the empty requests that pull a continued response still carry the old CSG.
+    /// </summary>
+    private LoginReply EmitFinal(LoginReply reply, byte[] data)
     {
-        Transit = reply.Transit,
-        CurrentStage = reply.CurrentStage,
-        NextStage = reply.NextStage,
-        LoginComplete = reply.LoginComplete,
-        Data = data,
-    };
+        if (reply.Transit)
+        {
+            _stage = reply.NextStage;
+        }
+
+        if (reply.LoginComplete)
+        {
+            _complete = true;
+            _parameters = _negotiator!.Build(_initiatorName, _initiatorAlias, _targetName, _targetAlias,
+                _targetName is not null ? _targetPortalGroupTag : null);
+        }
+
+        return new LoginReply
+        {
+            Transit = reply.Transit,
+            CurrentStage = reply.CurrentStage,
+            NextStage = reply.NextStage,
+            LoginComplete = reply.LoginComplete,
+            Data = data,
+        };
+    }
 
     private LoginReply Reject(ushort status, string reason)
     {
