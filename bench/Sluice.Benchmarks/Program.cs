@@ -3,6 +3,9 @@ using Sluice.Benchmarks;
 
 // `crc-gbps <sizes...>` is a quick mode without BenchmarkDotNet for bench/crc32c-vs-isal.sh;
 // anything else goes to BenchmarkDotNet, which finds every benchmark class in this assembly.
+// BenchmarkDotNet builds a child project, so run it from bench/Sluice.Benchmarks, or pass --inProcess
+// when the binary lives in a private artifacts path:
+//   dotnet /tmp/art-crc/bin/Sluice.Benchmarks/release/Sluice.Benchmarks.dll --filter '*Crc32C*' --inProcess
 if (args.Length > 0 && args[0] == "crc-gbps")
 {
     return CrcGbps.Run(args[1..]);
