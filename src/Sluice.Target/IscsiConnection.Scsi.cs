@@ -192,6 +192,18 @@ internal sealed partial class IscsiConnection
             abortedEarly = _abortedBeforeArrival.Remove(task.CmdSN) && !task.Immediate;
         }
 
+        if (task.FailureSense is not null)
+        {
+            // The data phase failed before the command's turn came; it was already removed.
+            if (!task.Immediate)
+            {
+                _session!.Complete();
+            }
+
+            await SendScsiResponseAsync(task, ScsiStatus.CheckCondition, task.FailureSense, 0, overflow: false, underflow: false, residual: 0).ConfigureAwait(false);
+            return;
+        }
+
         if (abortedEarly || task.Aborted)
         {
             // ABORT TASK arrived before the command (RFC 7143 §11.5.1): it never runs.
@@ -300,10 +312,8 @@ internal sealed partial class IscsiConnection
                     return true;
                 }
 
-                throw new IscsiProtocolException($"unsolicited Data-Out out of sequence (itt 0x{task.Itt:x8}, DataSN {h.DataSN}, offset {offset}, length {dsl})")
-                {
-                    RejectReason = RejectReason.ProtocolError,
-                };
+                await FailSequenceAsync(task, $"unsolicited Data-Out out of sequence (DataSN {h.DataSN}, offset {offset}, length {dsl})", h.DataSN != task.UnsolicitedDataSN).ConfigureAwait(false);
+                return true;
             }
 
             task.UnsolicitedDataSN++;
@@ -331,10 +341,8 @@ internal sealed partial class IscsiConnection
             // ErrorRecoveryLevel 0 costs the connection (§7.1.4).
             if (burst is null || h.DataSN != burst.NextDataSN || offset != burst.NextOffset || offset + dsl > burst.End || (final && offset + dsl != burst.End))
             {
-                throw new IscsiProtocolException($"solicited Data-Out out of sequence (itt 0x{task.Itt:x8}, ttt 0x{h.TargetTransferTag:x8}, DataSN {h.DataSN}, offset {offset}, length {dsl})")
-                {
-                    RejectReason = RejectReason.ProtocolError,
-                };
+                await FailSequenceAsync(task, $"solicited Data-Out out of sequence (ttt 0x{h.TargetTransferTag:x8}, DataSN {h.DataSN}, offset {offset}, length {dsl})", burst is not null && h.DataSN != burst.NextDataSN).ConfigureAwait(false);
+                return true;
             }
 
             await _transport.ReceiveDataAsync(task.OutBuffer.AsMemory(offset, dsl), Token).ConfigureAwait(false);
@@ -349,6 +357,34 @@ internal sealed partial class IscsiConnection
 
         await ContinueAsync(task).ConfigureAwait(false);
         return true;
+    }
+
+    /// <summary>
+    /// A Data-Out broke DataSN or offset order. At ErrorRecoveryLevel 0 there is no recovery
+    /// R2T (RFC 7143 §7.1.4.1), so the command ends with CHECK CONDITION, ABORTED COMMAND and
+    /// DATA PHASE ERROR / DATA OFFSET ERROR (SPC-4 D.2): no partial data reaches the device, and
+    /// the connection and its other commands go on. Later Data-Out for the task is discarded.
+    /// </summary>
+    private async Task FailSequenceAsync(ScsiTask task, string why, bool dataSNError)
+    {
+        Log.Rejecting(_logger, Id, "DataOut", task.Itt, RejectReason.ProtocolError, why);
+        await _transport.DiscardDataAsync(Token).ConfigureAwait(false);
+        task.Aborted = true;
+        byte[] sense = new byte[18];
+        sense[0] = 0x70;
+        sense[2] = 0x0b;
+        sense[7] = 10;
+        sense[12] = 0x4b;
+        sense[13] = dataSNError ? (byte)0x00 : (byte)0x05;
+        Finish(task, completeSlot: !task.Immediate);
+        if (task.Delivered)
+        {
+            await SendScsiResponseAsync(task, ScsiStatus.CheckCondition, sense, 0, overflow: false, underflow: false, residual: 0).ConfigureAwait(false);
+        }
+        else
+        {
+            task.FailureSense = sense;
+        }
     }
 
     private async Task RespondTooLargeAsync(ScsiTask task)

@@ -46,6 +46,9 @@ internal sealed class ScsiTask
     /// <summary>The transfer exceeds MaxTransferLength: answered with CHECK CONDITION, data drained.</summary>
     public bool TooLarge { get; init; }
 
+    /// <summary>Sense to answer with once delivered, when the data phase already failed.</summary>
+    public byte[]? FailureSense { get; set; }
+
     public bool DataComplete => Received >= OutLength;
 
     public void ReleaseBuffers()
