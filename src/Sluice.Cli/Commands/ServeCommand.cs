@@ -5,7 +5,6 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
-using Sluice.Target;
 using Sluice.Target.Configuration;
 
 namespace Sluice.Cli.Commands;
@@ -13,9 +12,6 @@ namespace Sluice.Cli.Commands;
 /// <summary><c>sluice serve</c>: run the iSCSI target until Ctrl-C or SIGTERM.</summary>
 internal static class ServeCommand
 {
-    /// <summary>How long a clean shutdown may take before the process exits anyway.</summary>
-    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
-
     private static readonly Option<string[]> s_listen = new("--listen")
     {
         Description = "Listen on HOST[:PORT]: 127.0.0.1:3260, [::1]:3260, 0.0.0.0; port 3260 when left out, 0 for a free one. Repeatable; replaces the config's portals. [default: 127.0.0.1:3260]",
@@ -125,8 +121,9 @@ internal static class ServeCommand
         return config;
     }
 
-    public static async Task<int> RunAsync(ServeOptions options, TextWriter output, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(ServeOptions options, TextWriter output, CancellationToken cancellationToken, ServeEnvironment? environment = null)
     {
+        environment ??= ServeEnvironment.Default;
         var level = LogLevels.Parse(options.LogLevel);
         var config = BuildConfig(options);
         if (options.Check)
@@ -137,15 +134,23 @@ internal static class ServeCommand
 
         Directory.CreateDirectory(config.DataDir);
 
-        using var loggerFactory = LoggerFactory.Create(builder => builder
-            .SetMinimumLevel(level)
-            .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
-            .AddSimpleConsole(o =>
+        using var loggerFactory = LoggerFactory.Create(builder =>
+        {
+            builder.SetMinimumLevel(level);
+            if (environment.LogSink is not null)
             {
-                o.SingleLine = true;
-                o.TimestampFormat = "HH:mm:ss.fff ";
-                o.ColorBehavior = LoggerColorBehavior.Default;
-            }));
+                builder.AddProvider(environment.LogSink);
+                return;
+            }
+            builder
+                .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
+                .AddSimpleConsole(o =>
+                {
+                    o.SingleLine = true;
+                    o.TimestampFormat = "HH:mm:ss.fff ";
+                    o.ColorBehavior = LoggerColorBehavior.Default;
+                });
+        });
         var logger = loggerFactory.CreateLogger("Sluice.Cli");
 
         using var shutdown = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -165,19 +170,19 @@ internal static class ServeCommand
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
         Log.Starting(logger, config.Targets.Count, config.Portals.Count, config.DataDir);
-        var server = new TargetServer(config, loggerFactory);
+        var server = environment.HostFactory(config, loggerFactory);
         try
         {
             await server.StartAsync(shutdown.Token);
         }
         catch (OperationCanceledException) when (shutdown.IsCancellationRequested)
         {
-            return await StopAsync(server, logger);
+            return await StopAsync(server, logger, environment.StopTimeout);
         }
         catch (Exception e)
         {
             Log.StartFailed(logger, e);
-            await AbandonAsync(server, logger);
+            await AbandonAsync(server, logger, environment.StopTimeout);
             throw;
         }
 
@@ -191,12 +196,12 @@ internal static class ServeCommand
         catch (OperationCanceledException)
         {
         }
-        return await StopAsync(server, logger);
+        return await StopAsync(server, logger, environment.StopTimeout);
     }
 
-    private static async Task<int> StopAsync(TargetServer server, ILogger logger)
+    private static async Task<int> StopAsync(IServeHost server, ILogger logger, TimeSpan stopTimeout)
     {
-        using var timeout = new CancellationTokenSource(StopTimeout);
+        using var timeout = new CancellationTokenSource(stopTimeout);
         try
         {
             await server.StopAsync(timeout.Token);
@@ -204,7 +209,7 @@ internal static class ServeCommand
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
             // Dispose would stop again without a deadline; the process is ending anyway.
-            Log.StopTimedOut(logger, StopTimeout);
+            Log.StopTimedOut(logger, stopTimeout);
             return ExitCodes.Failure;
         }
         await server.DisposeAsync();
@@ -213,11 +218,11 @@ internal static class ServeCommand
     }
 
     // After a failed start, release what the server had opened, but never hang on it.
-    private static async Task AbandonAsync(TargetServer server, ILogger logger)
+    private static async Task AbandonAsync(IServeHost server, ILogger logger, TimeSpan stopTimeout)
     {
         try
         {
-            using var timeout = new CancellationTokenSource(StopTimeout);
+            using var timeout = new CancellationTokenSource(stopTimeout);
             await server.StopAsync(timeout.Token);
         }
         catch (Exception e)
