@@ -28,9 +28,9 @@ for arg in "$@"; do
   esac
 done
 
-# Until `sluice serve` works, tests against it report "skipped" when it doesn't start.
-# Flip to 1 (here, once the target serves) so that a target that doesn't start fails the run.
-: "${SLUICE_TARGET_REQUIRED:=0}"
+# A `sluice serve` that doesn't start fails the interop tests and the conformance run.
+# (0 turns that into "skipped": only for bringing up a target that doesn't serve yet.)
+: "${SLUICE_TARGET_REQUIRED:=1}"
 export SLUICE_TARGET_REQUIRED
 export DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
@@ -64,14 +64,12 @@ install_peers() {
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"
 }
 
-# Sums the "Passed!/Failed!  - Failed: N, Passed: N, Skipped: N" line of every test project.
+# Prints "failed passed skipped" summed over every test project's
+# "Passed!/Failed!  - Failed: N, Passed: N, Skipped: N, ..." line.
 count_dotnet() {
-  local f p s
-  read -r f p s < <(grep -E '(Passed|Failed)! +- Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$1" \
+  grep -E '(Passed|Failed)! +- Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$1" \
     | sed -E 's/.*Failed: +([0-9]+), Passed: +([0-9]+), Skipped: +([0-9]+).*/\1 \2 \3/' \
-    | awk '{f += $1; p += $2; s += $3} END {print f+0, p+0, s+0}')
-  FAILED=$((FAILED + f)); PASSED=$((PASSED + p)); SKIPPED=$((SKIPPED + s))
-  echo "$f $p $s"
+    | awk '{f += $1; p += $2; s += $3} END {print f+0, p+0, s+0}'
 }
 
 if [[ $QUICK -eq 0 && $INSTALL -eq 1 ]]; then
@@ -98,6 +96,7 @@ if [[ ${#STEPS_FAILED[@]} -eq 0 ]]; then
   rc=0
   dotnet test Sluice.slnx -c Release --no-build "${filter[@]}" 2>&1 | tee "$WORK/test.log" || rc=$?
   read -r f p s < <(count_dotnet "$WORK/test.log")
+  FAILED=$((FAILED + f)); PASSED=$((PASSED + p)); SKIPPED=$((SKIPPED + s))
   echo "dotnet test: $p passed, $f failed, $s skipped"
   if [[ $rc -ne 0 ]]; then
     STEPS_FAILED+=("dotnet test (exit $rc)")

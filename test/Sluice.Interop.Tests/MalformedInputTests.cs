@@ -234,4 +234,18 @@ public sealed class TgtMalformedInputTests(TgtTargetFixture target, ITestOutputH
 
 [Collection(SluiceCollection.Name)]
 public sealed class SluiceMalformedInputTests(SluiceTargetFixture target, ITestOutputHelper output)
-    : MalformedInputTests<SluiceTargetFixture>(target, output);
+    : MalformedInputTests<SluiceTargetFixture>(target, output)
+{
+    /// <summary>
+    /// Open bugs, each reported as a skip until fixed; delete the line with the fix so the case
+    /// fails again if it comes back.
+    /// </summary>
+    protected override string? KnownDeviation(string caseKey) => caseKey switch
+    {
+        // The first header's opcode (0x07) and lengths (AHS 188 bytes, 2 MB of data) are not
+        // checked before the target reads on: it should answer or close at once (DESIGN.md:
+        // lengths from the wire are checked before they are used).
+        "garbage" => "BUG: sluice waits for the data an invalid first header claims",
+        _ => null,
+    };
+}

@@ -188,7 +188,7 @@ start_sluice_main() {
   local dll port
   dll="$(find_sluice_dll)" || return 1
   port="$(free_port)"
-  dotnet "$dll" serve --listen "127.0.0.1:$port" --target "$MAIN_IQN" --lun memory:128MiB \
+  dotnet "$dll" serve --listen "127.0.0.1:$port" --target "$MAIN_IQN" --lun memory:128MiB --data-dir "$OUT/data" \
     >>"$OUT/sluice.log" 2>&1 &
   MAIN_PID=$!; PIDS+=("$MAIN_PID")
   URL="iscsi://127.0.0.1:$port/$MAIN_IQN/0"
@@ -403,7 +403,9 @@ if [[ $UPDATE -eq 1 ]]; then
   for k in "${!BASE[@]}"; do NEWB[$k]=${BASE[$k]}; done
   for name in "${ORDER[@]}"; do NEWB[$name]=${R_PASS[$name]}; done
   {
-    echo "# passes per iscsi-test-cu suite that must not drop (test/conformance/run.sh --update-baseline)"
+    # Keep the file's leading comment lines.
+    if [[ -f "$BASELINE" ]]; then sed -n '/^#/!q;p' "$BASELINE"
+    else echo "# passes per iscsi-test-cu suite that must not drop (test/conformance/run.sh --update-baseline)"; fi
     total=0
     for k in $(printf '%s\n' "${!NEWB[@]}" | sort); do
       echo "$k ${NEWB[$k]}"; total=$((total + NEWB[$k]))
