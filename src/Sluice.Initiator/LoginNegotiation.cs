@@ -24,8 +24,8 @@ internal sealed record LoginOutcome(SessionParameters Parameters, ushort Tsih, u
 /// Initiator side of the login phase (RFC 7143 §6.3, §11.12, §11.13): SecurityNegotiation with
 /// CHAP (one-way or mutual) or None, then LoginOperationalNegotiation, then Full Feature Phase.
 /// The target may answer with T=0 (we send another request), or with C=1 (we pull the rest of its
-/// text with empty requests). Stopgap until Sluice.Iscsi has an InitiatorNegotiator: it is small
-/// and private on purpose.
+/// text with empty requests). Key negotiation is <see cref="InitiatorNegotiator"/>'s; this class
+/// drives the PDU exchange, the stages and CHAP.
 /// </summary>
 internal sealed class LoginNegotiation
 {
@@ -38,7 +38,7 @@ internal sealed class LoginNegotiation
     private readonly ushort _tsih;
     private readonly ChapSecret? _chap;
     private readonly ChapSecret? _mutual;
-    private readonly Dictionary<string, string> _answers = new(StringComparer.Ordinal);
+    private readonly InitiatorNegotiator _negotiator;
     private uint _cmdSN;
     private uint _expStatSN;
     private ushort _tsihFromTarget;
@@ -55,6 +55,23 @@ internal sealed class LoginNegotiation
         _tsih = tsih;
         _cmdSN = cmdSN;
         _itt = 0x4C4F4749; // any tag works during login; "LOGI" reads well in a trace
+        _negotiator = new InitiatorNegotiator(new InitiatorNegotiationSettings
+        {
+            InitiatorName = options.InitiatorName,
+            InitiatorAlias = options.InitiatorAlias,
+            TargetName = targetName,
+            SessionType = targetName is null ? SessionType.Discovery : SessionType.Normal,
+            MaxRecvDataSegmentLength = options.MaxRecvDataSegmentLength,
+            MaxBurstLength = options.MaxBurstLength,
+            FirstBurstLength = Math.Min(options.FirstBurstLength, options.MaxBurstLength),
+            InitialR2T = options.InitialR2T,
+            ImmediateData = options.ImmediateData,
+            MaxOutstandingR2T = 1,
+            DefaultTime2Wait = 2,
+            DefaultTime2Retain = 0,
+            MaxConnections = 1,
+            ErrorRecoveryLevel = 0,
+        });
         if (chapUser is not null)
         {
             if (string.IsNullOrEmpty(chapSecret))
@@ -80,28 +97,10 @@ internal sealed class LoginNegotiation
 
     public async Task<LoginOutcome> RunAsync(CancellationToken ct)
     {
-        var first = new List<TextPair>
-        {
-            new("InitiatorName", _options.InitiatorName),
-        };
-        if (_options.InitiatorAlias is not null)
-        {
-            first.Add(new TextPair("InitiatorAlias", _options.InitiatorAlias));
-        }
-
-        if (Discovery)
-        {
-            first.Add(new TextPair("SessionType", "Discovery"));
-        }
-        else
-        {
-            first.Add(new TextPair("TargetName", _targetName!));
-            first.Add(new TextPair("SessionType", "Normal"));
-        }
-
+        var first = new List<TextPair>(_negotiator.CreateLoginKeys());
         await SecurityAsync(first, ct).ConfigureAwait(false);
         await OperationalAsync(ct).ConfigureAwait(false);
-        return new LoginOutcome(BuildParameters(), _tsihFromTarget, _expCmdSN, _maxCmdSN, _expStatSN);
+        return new LoginOutcome(_negotiator.BuildParameters(), _tsihFromTarget, _expCmdSN, _maxCmdSN, _expStatSN);
     }
 
     private async Task SecurityAsync(List<TextPair> first, CancellationToken ct)
@@ -192,42 +191,14 @@ internal sealed class LoginNegotiation
 
     private async Task OperationalAsync(CancellationToken ct)
     {
-        var offer = new List<TextPair>
-        {
-            new("HeaderDigest", "None"),
-            new("DataDigest", "None"),
-            new("MaxRecvDataSegmentLength", Num(_options.MaxRecvDataSegmentLength)),
-        };
-        if (!Discovery)
-        {
-            offer.AddRange(
-            [
-                new("MaxConnections", "1"),
-                new("InitialR2T", _options.InitialR2T ? "Yes" : "No"),
-                new("ImmediateData", _options.ImmediateData ? "Yes" : "No"),
-                new("MaxBurstLength", Num(_options.MaxBurstLength)),
-                new("FirstBurstLength", Num(Math.Min(_options.FirstBurstLength, _options.MaxBurstLength))),
-                new("DefaultTime2Wait", "2"),
-                new("DefaultTime2Retain", "0"),
-                new("MaxOutstandingR2T", "1"),
-                new("DataPDUInOrder", "Yes"),
-                new("DataSequenceInOrder", "Yes"),
-                new("ErrorRecoveryLevel", "0"),
-            ]);
-        }
-
-        var offered = new HashSet<string>(offer.Select(p => p.Key), StringComparer.Ordinal);
-        var toSend = offer;
+        var toSend = new List<TextPair>(_negotiator.CreateOperationalOffer());
         for (int i = 0; i < MaxExchanges; i++)
         {
             var (transit, pairs) = await ExchangeAsync(LoginStage.OperationalNegotiation, LoginStage.FullFeaturePhase, true, toSend, ct).ConfigureAwait(false);
             toSend = [];
-            foreach (var p in pairs)
+            if (!_negotiator.TryApplyResponse(pairs, toSend, out var error))
             {
-                if (!offered.Contains(p.Key) && AnswerTargetOffer(p) is { } answer)
-                {
-                    toSend.Add(answer);
-                }
+                throw new LoginException(0, 0, error ?? "negotiation failed");
             }
 
             if (transit)
@@ -237,95 +208,6 @@ internal sealed class LoginNegotiation
         }
 
         throw new LoginException(0, 0, "operational negotiation did not converge");
-    }
-
-    /// <summary>A key the target offered on its own (§6.2): answer with our value, or NotUnderstood.</summary>
-    private TextPair? AnswerTargetOffer(TextPair p)
-    {
-        switch (p.Key)
-        {
-            case "TargetAlias":
-            case "TargetAddress":
-            case "TargetPortalGroupTag":
-            case "MaxRecvDataSegmentLength":
-            case "TargetName":
-                return null; // declarative
-            case "HeaderDigest":
-            case "DataDigest":
-                return new TextPair(p.Key, "None");
-            case "InitialR2T":
-                return new TextPair(p.Key, _options.InitialR2T ? "Yes" : p.Value);
-            case "ImmediateData":
-                return new TextPair(p.Key, _options.ImmediateData ? p.Value : "No");
-            case "MaxBurstLength":
-            case "FirstBurstLength":
-            case "MaxOutstandingR2T":
-            case "DefaultTime2Retain":
-            case "ErrorRecoveryLevel":
-            case "MaxConnections":
-                return new TextPair(p.Key, p.Key switch
-                {
-                    "MaxBurstLength" => Num(Math.Min(ParseInt(p.Value, _options.MaxBurstLength), _options.MaxBurstLength)),
-                    "FirstBurstLength" => Num(Math.Min(ParseInt(p.Value, _options.FirstBurstLength), _options.FirstBurstLength)),
-                    "DefaultTime2Retain" => "0",
-                    _ => Num(Math.Min(ParseInt(p.Value, 1), p.Key == "ErrorRecoveryLevel" ? 0 : 1)),
-                });
-            case "DefaultTime2Wait":
-                return new TextPair(p.Key, p.Value);
-            case "DataPDUInOrder":
-            case "DataSequenceInOrder":
-                return new TextPair(p.Key, "Yes");
-            default:
-                return p.Value is "NotUnderstood" or "Irrelevant" or "Reject" ? null : new TextPair(p.Key, "NotUnderstood");
-        }
-    }
-
-    private void Record(IReadOnlyList<TextPair> pairs)
-    {
-        foreach (var p in pairs)
-        {
-            _answers[p.Key] = p.Value;
-        }
-    }
-
-    private SessionParameters BuildParameters()
-    {
-        bool? Answer(string key) => _answers.TryGetValue(key, out var v) && v is "Yes" or "No" ? v == "Yes" : null;
-
-        int Minimum(string key, int ours, int fallback)
-        {
-            if (!_answers.TryGetValue(key, out var v) || !TryParseInt(v, out int theirs))
-            {
-                return fallback;
-            }
-
-            return Math.Min(ours, theirs);
-        }
-
-        int maxBurst = Minimum("MaxBurstLength", _options.MaxBurstLength, SessionParameters.DefaultMaxBurstLength);
-        int firstBurst = Math.Min(Minimum("FirstBurstLength", _options.FirstBurstLength, SessionParameters.DefaultFirstBurstLength), maxBurst);
-        int targetMrdsl = _answers.TryGetValue("MaxRecvDataSegmentLength", out var mr) && TryParseInt(mr, out int m) && m >= 512
-            ? m : SessionParameters.DefaultMaxRecvDataSegmentLength;
-        return new SessionParameters
-        {
-            SessionType = Discovery ? SessionType.Discovery : SessionType.Normal,
-            InitiatorName = _options.InitiatorName,
-            InitiatorAlias = _options.InitiatorAlias,
-            TargetName = _targetName,
-            TargetAlias = _answers.GetValueOrDefault("TargetAlias"),
-            TargetPortalGroupTag = _answers.TryGetValue("TargetPortalGroupTag", out var tpgt) && TryParseInt(tpgt, out int tag) ? (ushort)tag : null,
-            // §13.10 InitialR2T is OR, §13.11 ImmediateData is AND; an unanswered key gets the safe value.
-            InitialR2T = Answer("InitialR2T") is bool ir2t ? _options.InitialR2T || ir2t : true,
-            ImmediateData = Answer("ImmediateData") is bool imm && _options.ImmediateData && imm,
-            MaxBurstLength = maxBurst,
-            FirstBurstLength = firstBurst,
-            MaxOutstandingR2T = Minimum("MaxOutstandingR2T", 1, 1),
-            InitiatorMaxRecvDataSegmentLength = _options.MaxRecvDataSegmentLength,
-            TargetMaxRecvDataSegmentLength = targetMrdsl,
-            ErrorRecoveryLevel = 0,
-            DefaultTime2Wait = Minimum("DefaultTime2Wait", 3600, 2),
-            DefaultTime2Retain = Minimum("DefaultTime2Retain", 0, 20),
-        };
     }
 
     /// <summary>
@@ -404,7 +286,6 @@ internal sealed class LoginNegotiation
                 }
             }
 
-            Record(accumulator.Pairs);
             return (t, accumulator.Pairs);
         }
     }
@@ -434,23 +315,5 @@ internal sealed class LoginNegotiation
         }
 
         return null;
-    }
-
-    private static string Num(int value) => value.ToString(CultureInfo.InvariantCulture);
-
-    private static bool TryParseInt(string value, out int result) =>
-        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out result);
-
-    private static int ParseInt(string value, int fallback) => TryParseInt(value, out int v) ? v : fallback;
-
-    internal static string Describe(IReadOnlyList<TextPair> pairs)
-    {
-        var sb = new StringBuilder();
-        foreach (var p in pairs)
-        {
-            sb.Append(p.Key).Append('=').Append(p.Key.StartsWith("CHAP_", StringComparison.Ordinal) ? "…" : p.Value).Append(' ');
-        }
-
-        return sb.ToString();
     }
 }
