@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Net.Sockets;
 using Sluice.Iscsi.Pdu;
 
@@ -30,10 +31,12 @@ public sealed class PduTransport : IAsyncDisposable
     private readonly ArraySegment<byte>[] _gather = new ArraySegment<byte>[3];
     private static readonly byte[] s_zeroPad = new byte[4];
     private int _disposed;
+    private readonly bool _offload;
 
-    public PduTransport(Socket socket, int stagingBufferSize = 256 * 1024)
+    public PduTransport(Socket socket, int stagingBufferSize = 256 * 1024, OffloadMode mode = OffloadMode.Auto)
     {
         _socket = socket;
+        _offload = mode == OffloadMode.Auto;
         _rx = GC.AllocateUninitializedArray<byte>(stagingBufferSize, pinned: true);
         _tx = GC.AllocateUninitializedArray<byte>(64 * 1024, pinned: true);
     }
@@ -52,59 +55,92 @@ public sealed class PduTransport : IAsyncDisposable
 
     public ConnectionCounters Counters { get; } = new();
 
+    /// <summary>HeaderDigest=CRC32C in force (RFC 7143 §13.1): 4 digest bytes follow BHS+AHS.</summary>
+    public bool HeaderDigest { get; set; }
+
+    /// <summary>DataDigest=CRC32C in force: 4 digest bytes follow every data segment and its padding.</summary>
+    public bool DataDigest { get; set; }
+
+    /// <summary>The engine: <see cref="OffloadMode.Auto"/> (SIMD CRC, direct placement) or the staged, table-driven baseline.</summary>
+    public OffloadMode Mode => _offload ? OffloadMode.Auto : OffloadMode.None;
+
+    private uint Crc(uint crc, ReadOnlySpan<byte> data) => _offload ? Crc32C.Append(crc, data) : Crc32C.AppendPortable(crc, data);
+
     public Socket Socket => _socket;
 
     /// <summary>
-    /// Reads the next PDU header (and its AHS). Returns false when the peer closed the
-    /// connection cleanly between PDUs; throws <see cref="IscsiProtocolException"/> on a
-    /// truncated or impossible header.
+    /// Reads the next PDU header (and its AHS and header digest). Returns false when the peer
+    /// closed the connection cleanly between PDUs; throws <see cref="IscsiProtocolException"/> on
+    /// a truncated or impossible header or a header digest error (RFC 7143 §7.8: the connection
+    /// cannot be trusted to be in sync after a header digest error).
     /// </summary>
     public ValueTask<bool> ReceiveHeaderAsync(CancellationToken cancellationToken = default)
     {
-        bool taken = false;
-        if (_rxEnd - _rxStart >= Bhs.Length)
+        int staged = _rxEnd - _rxStart;
+        if (staged >= Bhs.Length)
         {
-            TakeHeader();
-            if (Header.TotalAhsLength == 0)
+            int needed = HeaderBytes(_rx[_rxStart + 4]);
+            if (staged >= needed)
             {
-                return ValidateHeader();
+                return TakeHeader(needed);
             }
-
-            taken = true;
         }
 
-        return ReceiveHeaderSlowAsync(taken, cancellationToken);
+        return ReceiveHeaderSlowAsync(cancellationToken);
     }
 
-    private async ValueTask<bool> ReceiveHeaderSlowAsync(bool taken, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits for the first byte of the next PDU and returns it without consuming it (-1 when
+    /// the peer closed). Lets a caller refuse a stream that is not iSCSI at all before it waits
+    /// for a whole 48-byte header that may never come.
+    /// </summary>
+    public async ValueTask<int> PeekFirstByteAsync(CancellationToken cancellationToken = default)
     {
-        if (!taken)
+        if (_rxEnd == _rxStart && !await FillAsync(1, allowCleanEof: true, cancellationToken).ConfigureAwait(false))
         {
-            if (!await FillAsync(Bhs.Length, allowCleanEof: true, cancellationToken).ConfigureAwait(false))
-            {
-                return false;
-            }
-
-            TakeHeader();
+            return -1;
         }
 
-        if (Header.TotalAhsLength != 0)
-        {
-            int ahs = Header.TotalAhsLength * 4;
-            await FillAsync(ahs, allowCleanEof: false, cancellationToken).ConfigureAwait(false);
-            _rx.AsSpan(_rxStart, ahs).CopyTo(_ahs);
-            _ahsLength = ahs;
-            _rxStart += ahs;
-        }
-
-        return await ValidateHeader().ConfigureAwait(false);
+        return _rx[_rxStart];
     }
 
-    private void TakeHeader()
+    private int HeaderBytes(byte totalAhsLength) => Bhs.Length + (totalAhsLength * 4) + (HeaderDigest ? 4 : 0);
+
+    private async ValueTask<bool> ReceiveHeaderSlowAsync(CancellationToken cancellationToken)
     {
-        Header = Bhs.Read(_rx.AsSpan(_rxStart, Bhs.Length));
-        _rxStart += Bhs.Length;
-        _ahsLength = 0;
+        if (!await FillAsync(Bhs.Length, allowCleanEof: true, cancellationToken).ConfigureAwait(false))
+        {
+            return false;
+        }
+
+        int needed = HeaderBytes(_rx[_rxStart + 4]);
+        await FillAsync(needed, allowCleanEof: false, cancellationToken).ConfigureAwait(false);
+        return await TakeHeader(needed).ConfigureAwait(false);
+    }
+
+    private ValueTask<bool> TakeHeader(int needed)
+    {
+        var raw = _rx.AsSpan(_rxStart, needed);
+        Header = Bhs.Read(raw);
+        int ahs = Header.TotalAhsLength * 4;
+        _ahsLength = ahs;
+        if (ahs > 0)
+        {
+            raw.Slice(Bhs.Length, ahs).CopyTo(_ahs);
+        }
+
+        _rxStart += needed;
+        if (HeaderDigest)
+        {
+            uint expected = BinaryPrimitives.ReadUInt32LittleEndian(raw[(Bhs.Length + ahs)..]);
+            if (Crc(0, raw[..(Bhs.Length + ahs)]) != expected)
+            {
+                Counters.HeaderDigestError();
+                return ValueTask.FromException<bool>(new IscsiProtocolException("header digest error"));
+            }
+        }
+
+        return ValidateHeader();
     }
 
     private ValueTask<bool> ValidateHeader()
@@ -125,21 +161,38 @@ public sealed class PduTransport : IAsyncDisposable
 
     /// <summary>
     /// Receives the data segment of the current PDU into <paramref name="destination"/>, whose
-    /// length must equal the header's DataSegmentLength, and consumes the padding.
+    /// length must equal the header's DataSegmentLength, consumes the padding and checks the
+    /// data digest over the bytes where they landed. A digest mismatch throws
+    /// <see cref="DataDigestException"/> with the stream still in sync at the next PDU; the
+    /// caller must treat the bytes in <paramref name="destination"/> as garbage.
     /// </summary>
     public ValueTask ReceiveDataAsync(Memory<byte> destination, CancellationToken cancellationToken = default)
     {
         int length = destination.Length;
-        int total = length + Padding(length);
+        int pad = Padding(length);
+        bool digest = DataDigest && length > 0;
+        int total = length + pad + (digest ? 4 : 0);
         if (_rxEnd - _rxStart >= total)
         {
-            _rx.AsSpan(_rxStart, length).CopyTo(destination.Span);
+            var staged = _rx.AsSpan(_rxStart, total);
+            staged[..length].CopyTo(destination.Span);
             _rxStart += total;
             Counters.Staged(length);
-            return ValueTask.CompletedTask;
+            return digest ? CheckDataDigest(staged[..(length + pad)], BinaryPrimitives.ReadUInt32LittleEndian(staged[(length + pad)..])) : ValueTask.CompletedTask;
         }
 
         return ReceiveDataSlowAsync(destination, cancellationToken);
+    }
+
+    private ValueTask CheckDataDigest(ReadOnlySpan<byte> dataAndPad, uint expected)
+    {
+        if (Crc(0, dataAndPad) == expected)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        Counters.DataDigestError();
+        return ValueTask.FromException(new DataDigestException());
     }
 
     private async ValueTask ReceiveDataSlowAsync(Memory<byte> destination, CancellationToken cancellationToken)
@@ -149,7 +202,7 @@ public sealed class PduTransport : IAsyncDisposable
         _rx.AsSpan(_rxStart, staged).CopyTo(destination.Span);
         _rxStart += staged;
         int remaining = length - staged;
-        if (remaining >= DirectThreshold)
+        if (remaining >= DirectThreshold && _offload)
         {
             // Fast path: the rest of the payload lands in its final buffer with no copy.
             int received = staged;
@@ -168,9 +221,15 @@ public sealed class PduTransport : IAsyncDisposable
         }
         else if (remaining > 0)
         {
-            await FillAsync(remaining, allowCleanEof: false, cancellationToken).ConfigureAwait(false);
-            _rx.AsSpan(_rxStart, remaining).CopyTo(destination.Span[staged..]);
-            _rxStart += remaining;
+            while (remaining > 0)
+            {
+                await FillAsync(Math.Min(remaining, _rx.Length / 2), allowCleanEof: false, cancellationToken).ConfigureAwait(false);
+                int take = Math.Min(remaining, _rxEnd - _rxStart);
+                _rx.AsSpan(_rxStart, take).CopyTo(destination.Span[(length - remaining)..]);
+                _rxStart += take;
+                remaining -= take;
+            }
+
             Counters.Staged(length);
         }
         else
@@ -179,17 +238,30 @@ public sealed class PduTransport : IAsyncDisposable
         }
 
         int pad = Padding(length);
-        if (pad > 0)
+        bool digest = DataDigest && length > 0;
+        int trailer = pad + (digest ? 4 : 0);
+        if (trailer > 0)
         {
-            await FillAsync(pad, allowCleanEof: false, cancellationToken).ConfigureAwait(false);
-            _rxStart += pad;
+            await FillAsync(trailer, allowCleanEof: false, cancellationToken).ConfigureAwait(false);
+            var t = _rx.AsSpan(_rxStart, trailer);
+            _rxStart += trailer;
+            if (digest)
+            {
+                uint crc = Crc(0, destination.Span);
+                crc = Crc(crc, t[..pad]);
+                if (crc != BinaryPrimitives.ReadUInt32LittleEndian(t[pad..]))
+                {
+                    Counters.DataDigestError();
+                    throw new DataDigestException();
+                }
+            }
         }
     }
 
     /// <summary>Reads and drops the current PDU's data segment and padding.</summary>
     public async ValueTask DiscardDataAsync(CancellationToken cancellationToken = default)
     {
-        long remaining = Header.DataSegmentLength + Padding(Header.DataSegmentLength);
+        long remaining = Header.DataSegmentLength + Padding(Header.DataSegmentLength) + (DataDigest && Header.DataSegmentLength > 0 ? 4 : 0);
         while (remaining > 0)
         {
             if (_rxEnd == _rxStart)
@@ -240,45 +312,58 @@ public sealed class PduTransport : IAsyncDisposable
 
     /// <summary>
     /// Sends one PDU: <paramref name="header"/> (its DataSegmentLength is set here) and
-    /// <paramref name="data"/> with padding, in one socket call.
+    /// <paramref name="data"/> with padding and, when negotiated, header and data digests, in
+    /// one socket call. Large payloads are gathered from where they are, not copied.
     /// </summary>
     public async ValueTask SendAsync(Bhs header, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         header.DataSegmentLength = data.Length;
         int pad = Padding(data.Length);
-        int total = Bhs.Length + data.Length + pad;
+        int headerBytes = Bhs.Length + (HeaderDigest ? 4 : 0);
+        int trailer = data.Length == 0 ? 0 : pad + (DataDigest ? 4 : 0);
+        int total = headerBytes + data.Length + trailer;
         await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            header.CopyTo(_tx);
+            if (HeaderDigest)
+            {
+                BinaryPrimitives.WriteUInt32LittleEndian(_tx.AsSpan(Bhs.Length), Crc(0, _tx.AsSpan(0, Bhs.Length)));
+            }
+
+            uint dataDigest = 0;
+            if (DataDigest && data.Length > 0)
+            {
+                dataDigest = Crc(Crc(0, data.Span), s_zeroPad.AsSpan(0, pad));
+            }
+
             if (total <= _tx.Length)
             {
-                header.CopyTo(_tx);
-                data.Span.CopyTo(_tx.AsSpan(Bhs.Length));
-                _tx.AsSpan(Bhs.Length + data.Length, pad).Clear();
+                data.Span.CopyTo(_tx.AsSpan(headerBytes));
+                WriteTrailer(_tx.AsSpan(headerBytes + data.Length, trailer), pad, dataDigest);
                 await SendAllAsync(_tx.AsMemory(0, total), cancellationToken).ConfigureAwait(false);
             }
             else
             {
-                header.CopyTo(_tx);
+                // Trailer (pad + digest) lives after the header in the scratch buffer.
+                var trailerSegment = new ArraySegment<byte>(_tx, headerBytes, trailer);
+                WriteTrailer(trailerSegment.AsSpan(), pad, dataDigest);
                 if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray(data, out var segment))
                 {
-                    _gather[0] = new ArraySegment<byte>(_tx, 0, Bhs.Length);
+                    _gather[0] = new ArraySegment<byte>(_tx, 0, headerBytes);
                     _gather[1] = segment;
-                    _gather[2] = new ArraySegment<byte>(s_zeroPad, 0, pad);
+                    _gather[2] = trailerSegment;
                     int sent = await _socket.SendAsync(_gather, SocketFlags.None).ConfigureAwait(false);
                     if (sent < total)
                     {
-                        await SendTailAsync(data, sent, pad, cancellationToken).ConfigureAwait(false);
+                        await SendRestAsync(headerBytes, data, trailerSegment, sent, cancellationToken).ConfigureAwait(false);
                     }
                 }
                 else
                 {
-                    await SendAllAsync(_tx.AsMemory(0, Bhs.Length), cancellationToken).ConfigureAwait(false);
+                    await SendAllAsync(_tx.AsMemory(0, headerBytes), cancellationToken).ConfigureAwait(false);
                     await SendAllAsync(data, cancellationToken).ConfigureAwait(false);
-                    if (pad > 0)
-                    {
-                        await SendAllAsync(s_zeroPad.AsMemory(0, pad), cancellationToken).ConfigureAwait(false);
-                    }
+                    await SendAllAsync(trailerSegment.AsMemory(), cancellationToken).ConfigureAwait(false);
                 }
             }
 
@@ -290,30 +375,40 @@ public sealed class PduTransport : IAsyncDisposable
         }
     }
 
-    private async ValueTask SendTailAsync(ReadOnlyMemory<byte> data, int sent, int pad, CancellationToken cancellationToken)
+    private void WriteTrailer(Span<byte> trailer, int pad, uint dataDigest)
     {
-        if (sent < Bhs.Length)
+        if (trailer.IsEmpty)
         {
-            await SendAllAsync(_tx.AsMemory(sent, Bhs.Length - sent), cancellationToken).ConfigureAwait(false);
-            sent = Bhs.Length;
+            return;
         }
 
-        int dataSent = sent - Bhs.Length;
+        trailer[..pad].Clear();
+        if (DataDigest)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(trailer[pad..], dataDigest);
+        }
+    }
+
+    /// <summary>Finishes a gathered send that the socket took only in part.</summary>
+    private async ValueTask SendRestAsync(int headerBytes, ReadOnlyMemory<byte> data, ArraySegment<byte> trailer, int sent, CancellationToken cancellationToken)
+    {
+        if (sent < headerBytes)
+        {
+            await SendAllAsync(_tx.AsMemory(sent, headerBytes - sent), cancellationToken).ConfigureAwait(false);
+            sent = headerBytes;
+        }
+
+        int dataSent = sent - headerBytes;
         if (dataSent < data.Length)
         {
             await SendAllAsync(data[dataSent..], cancellationToken).ConfigureAwait(false);
             dataSent = data.Length;
         }
 
-        int padSent = sent - Bhs.Length - data.Length;
-        if (padSent < 0)
+        int trailerSent = Math.Max(0, sent - headerBytes - data.Length);
+        if (trailerSent < trailer.Count)
         {
-            padSent = 0;
-        }
-
-        if (padSent < pad)
-        {
-            await SendAllAsync(s_zeroPad.AsMemory(0, pad - padSent), cancellationToken).ConfigureAwait(false);
+            await SendAllAsync(trailer.AsMemory(trailerSent), cancellationToken).ConfigureAwait(false);
         }
     }
 

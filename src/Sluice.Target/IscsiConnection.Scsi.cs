@@ -157,7 +157,19 @@ internal sealed partial class IscsiConnection
             }
             else
             {
-                await _transport.ReceiveDataAsync(task.OutBuffer.AsMemory(0, dsl), Token).ConfigureAwait(false);
+                try
+                {
+                    await _transport.ReceiveDataAsync(task.OutBuffer.AsMemory(0, dsl), Token).ConfigureAwait(false);
+                }
+                catch (DataDigestException)
+                {
+                    // RFC 7143 §7.8: a command whose immediate data fails its digest is rejected
+                    // and counts as not received (its CmdSN is not consumed); nothing executes.
+                    task.ReleaseBuffers();
+                    Log.Rejecting(_logger, Id, "ScsiCommand", h.InitiatorTaskTag, RejectReason.DataDigestError, "immediate data digest error");
+                    await SendRejectAsync(RejectReason.DataDigestError, h, Token).ConfigureAwait(false);
+                    return true;
+                }
             }
         }
 
@@ -317,7 +329,11 @@ internal sealed partial class IscsiConnection
             }
 
             task.UnsolicitedDataSN++;
-            await _transport.ReceiveDataAsync(task.OutBuffer.AsMemory(offset, dsl), Token).ConfigureAwait(false);
+            if (!await ReceiveDataOutAsync(task, offset, dsl).ConfigureAwait(false))
+            {
+                return true;
+            }
+
             task.Received += dsl;
             if (final)
             {
@@ -345,7 +361,11 @@ internal sealed partial class IscsiConnection
                 return true;
             }
 
-            await _transport.ReceiveDataAsync(task.OutBuffer.AsMemory(offset, dsl), Token).ConfigureAwait(false);
+            if (!await ReceiveDataOutAsync(task, offset, dsl).ConfigureAwait(false))
+            {
+                return true;
+            }
+
             burst.NextDataSN++;
             burst.NextOffset += dsl;
             task.Received += dsl;
@@ -384,6 +404,45 @@ internal sealed partial class IscsiConnection
         else
         {
             task.FailureSense = sense;
+        }
+    }
+
+    /// <summary>
+    /// Places a Data-Out payload into the command's buffer. A data digest error means those
+    /// bytes are garbage: at ErrorRecoveryLevel 0 the PDU is rejected (§7.8) and the command
+    /// ends with ABORTED COMMAND / PROTOCOL SERVICE CRC ERROR, so no corrupted byte ever
+    /// reaches the back end.
+    /// </summary>
+    private async Task<bool> ReceiveDataOutAsync(ScsiTask task, int offset, int length)
+    {
+        try
+        {
+            await _transport.ReceiveDataAsync(task.OutBuffer.AsMemory(offset, length), Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (DataDigestException)
+        {
+            var h = _transport.Header;
+            Log.Rejecting(_logger, Id, "DataOut", task.Itt, RejectReason.DataDigestError, "data digest error");
+            await SendRejectAsync(RejectReason.DataDigestError, h, Token).ConfigureAwait(false);
+            task.Aborted = true;
+            byte[] sense = new byte[18];
+            sense[0] = 0x70;
+            sense[2] = 0x0b;
+            sense[7] = 10;
+            sense[12] = 0x47;
+            sense[13] = 0x05;
+            Finish(task, completeSlot: !task.Immediate);
+            if (task.Delivered)
+            {
+                await SendScsiResponseAsync(task, ScsiStatus.CheckCondition, sense, 0, overflow: false, underflow: false, residual: 0).ConfigureAwait(false);
+            }
+            else
+            {
+                task.FailureSense = sense;
+            }
+
+            return false;
         }
     }
 

@@ -48,7 +48,7 @@ internal sealed partial class IscsiConnection
     public IscsiConnection(TargetServer server, Socket socket, ushort tpgt, long id, ILogger logger)
     {
         _server = server;
-        _transport = new PduTransport(socket);
+        _transport = new PduTransport(socket, mode: server.OffloadMode);
         _tpgt = tpgt;
         Id = id;
         _logger = logger;
@@ -202,6 +202,19 @@ internal sealed partial class IscsiConnection
         {
             while (true)
             {
+                int firstByte = await _transport.PeekFirstByteAsync(loginCts.Token).ConfigureAwait(false);
+                if (firstByte < 0)
+                {
+                    return false;
+                }
+
+                if ((firstByte & 0x3f) != (int)Opcode.LoginRequest)
+                {
+                    // RFC 7143 §6.1: only Login Requests before full-feature phase; this is not
+                    // iSCSI (or not a login), so don't wait for the rest of a "header".
+                    throw new IscsiProtocolException($"first byte 0x{firstByte:x2} is not a Login Request");
+                }
+
                 if (!await _transport.ReceiveHeaderAsync(loginCts.Token).ConfigureAwait(false))
                 {
                     return false;
@@ -264,6 +277,10 @@ internal sealed partial class IscsiConnection
                     _session = result;
                     _params = result.Parameters;
                     await SendLoginReplyAsync(h, reply, result.Tsih).ConfigureAwait(false);
+
+                    // Digests start with the first PDU after the final Login Response (§13.1).
+                    _transport.HeaderDigest = _params.HeaderDigestCrc32C;
+                    _transport.DataDigest = _params.DataDigestCrc32C;
                     Log.LoggedIn(_logger, Id, result.Tsih, result.IsDiscovery ? "discovery" : "normal", result.InitiatorName, result.TargetName);
                     return true;
                 }
@@ -357,17 +374,20 @@ internal sealed partial class IscsiConnection
             while (await _transport.ReceiveHeaderAsync(Token).ConfigureAwait(false))
             {
                 _lastReceiveTicks = Environment.TickCount64;
-                bool keepGoing = _transport.Header.Opcode switch
+                bool keepGoing;
+                try
                 {
-                    Opcode.ScsiCommand => await OnScsiCommandAsync().ConfigureAwait(false),
-                    Opcode.DataOut => await OnDataOutAsync().ConfigureAwait(false),
-                    Opcode.NopOut => await OnNopOutAsync().ConfigureAwait(false),
-                    Opcode.TaskManagementRequest => await OnTaskManagementAsync().ConfigureAwait(false),
-                    Opcode.TextRequest => await OnTextRequestAsync().ConfigureAwait(false),
-                    Opcode.LogoutRequest => await OnLogoutAsync().ConfigureAwait(false),
-                    Opcode.SnackRequest => await RejectAndDiscardAsync(RejectReason.ProtocolError, "SNACK needs ErrorRecoveryLevel > 0").ConfigureAwait(false),
-                    _ => await RejectAndDiscardAsync(RejectReason.CommandNotSupported, "unknown opcode").ConfigureAwait(false),
-                };
+                    keepGoing = await DispatchAsync().ConfigureAwait(false);
+                }
+                catch (DataDigestException)
+                {
+                    // §7.8: the PDU is discarded and rejected; the stream is still in sync.
+                    var bad = _transport.Header;
+                    Log.Rejecting(_logger, Id, bad.Opcode.ToString(), bad.InitiatorTaskTag, RejectReason.DataDigestError, "data digest error");
+                    await SendRejectAsync(RejectReason.DataDigestError, bad, Token).ConfigureAwait(false);
+                    keepGoing = true;
+                }
+
                 if (!keepGoing)
                 {
                     return;
@@ -386,6 +406,21 @@ internal sealed partial class IscsiConnection
 
             await ping.ConfigureAwait(false);
         }
+    }
+
+    private async Task<bool> DispatchAsync()
+    {
+                return _transport.Header.Opcode switch
+                {
+                    Opcode.ScsiCommand => await OnScsiCommandAsync().ConfigureAwait(false),
+                    Opcode.DataOut => await OnDataOutAsync().ConfigureAwait(false),
+                    Opcode.NopOut => await OnNopOutAsync().ConfigureAwait(false),
+                    Opcode.TaskManagementRequest => await OnTaskManagementAsync().ConfigureAwait(false),
+                    Opcode.TextRequest => await OnTextRequestAsync().ConfigureAwait(false),
+                    Opcode.LogoutRequest => await OnLogoutAsync().ConfigureAwait(false),
+                    Opcode.SnackRequest => await RejectAndDiscardAsync(RejectReason.ProtocolError, "SNACK needs ErrorRecoveryLevel > 0").ConfigureAwait(false),
+                    _ => await RejectAndDiscardAsync(RejectReason.CommandNotSupported, "unknown opcode").ConfigureAwait(false),
+                };
     }
 
     private async Task<bool> RejectAndDiscardAsync(byte reason, string why)

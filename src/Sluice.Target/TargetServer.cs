@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Sluice.Iscsi.Login;
+using Sluice.Offload;
 using Sluice.Iscsi.Chap;
 using Sluice.Scsi;
 using Sluice.Storage;
@@ -43,7 +44,9 @@ public sealed class TargetServer : IAsyncDisposable
             DefaultTime2Wait = config.Limits.DefaultTime2Wait,
             DefaultTime2Retain = config.Limits.DefaultTime2Retain,
             MaxConnections = config.Limits.MaxConnectionsPerSession,
+            AllowDigests = config.AllowDigests,
         };
+        OffloadMode = string.Equals(config.Offload, "none", StringComparison.OrdinalIgnoreCase) ? OffloadMode.None : OffloadMode.Auto;
         LoginHost = new LoginHostAdapter(this);
     }
 
@@ -51,6 +54,8 @@ public sealed class TargetServer : IAsyncDisposable
     public IReadOnlyList<IPEndPoint> LocalEndpoints { get; private set; } = [];
 
     internal ServerConfig Config => _config;
+
+    internal OffloadMode OffloadMode { get; }
 
     internal TargetNegotiationSettings NegotiationSettings { get; }
 

@@ -242,10 +242,6 @@ public sealed class SluiceMalformedInputTests(SluiceTargetFixture target, ITestO
     /// </summary>
     protected override string? KnownDeviation(string caseKey) => caseKey switch
     {
-        // The first header's opcode (0x07) and lengths (AHS 188 bytes, 2 MB of data) are not
-        // checked before the target reads on: it should answer or close at once (DESIGN.md:
-        // lengths from the wire are checked before they are used).
-        "garbage" => "BUG: sluice waits for the data an invalid first header claims",
         _ => null,
     };
 }

@@ -147,4 +147,89 @@ public sealed class PduTransportTests
             await send;
         }
     }
+
+    [Theory]
+    [InlineData(OffloadMode.Auto, 0)]
+    [InlineData(OffloadMode.Auto, 5)]
+    [InlineData(OffloadMode.Auto, 70000)]
+    [InlineData(OffloadMode.None, 70000)]
+    public async Task Send_WithDigests_ReceiverVerifiesBoth(OffloadMode mode, int length)
+    {
+        var (client, server) = await PairAsync();
+        using var c = client;
+        await using var sender = new PduTransport(server, mode: mode) { HeaderDigest = true, DataDigest = true };
+        await using var receiver = new PduTransport(client, mode: mode) { HeaderDigest = true, DataDigest = true, MaxReceiveDataSegmentLength = 1 << 20 };
+        var payload = new byte[length];
+        Random.Shared.NextBytes(payload);
+        var h = default(Bhs);
+        h.Opcode = Opcode.DataIn;
+        var send = sender.SendAsync(h, payload).AsTask();
+        Assert.True(await receiver.ReceiveHeaderAsync());
+        var got = new byte[receiver.Header.DataSegmentLength];
+        await receiver.ReceiveDataAsync(got);
+        await send;
+        Assert.Equal(payload, got);
+        Assert.Equal(0, receiver.Counters.HeaderDigestErrors + receiver.Counters.DataDigestErrors);
+    }
+
+    [Fact]
+    public async Task ReceiveData_CorruptedPayload_ThrowsDataDigestAndStaysInSync()
+    {
+        var (client, server) = await PairAsync();
+        using var c = client;
+        await using var receiver = new PduTransport(server) { HeaderDigest = true, DataDigest = true };
+        byte[] first = BuildDigestedPdu(100, corruptData: true);
+        byte[] second = BuildDigestedPdu(8, corruptData: false);
+        await client.SendAsync(first.Concat(second).ToArray());
+
+        Assert.True(await receiver.ReceiveHeaderAsync());
+        await Assert.ThrowsAsync<DataDigestException>(async () => await receiver.ReceiveDataAsync(new byte[100]));
+        Assert.Equal(1, receiver.Counters.DataDigestErrors);
+
+        Assert.True(await receiver.ReceiveHeaderAsync());
+        var got = new byte[8];
+        await receiver.ReceiveDataAsync(got);
+        Assert.Equal(second.AsSpan(52, 8).ToArray(), got);
+    }
+
+    [Fact]
+    public async Task ReceiveHeader_CorruptedHeader_ThrowsAndCounts()
+    {
+        var (client, server) = await PairAsync();
+        using var c = client;
+        await using var receiver = new PduTransport(server) { HeaderDigest = true, DataDigest = true };
+        byte[] pdu = BuildDigestedPdu(0, corruptData: false);
+        pdu[17] ^= 0x01;
+        await client.SendAsync(pdu);
+        await Assert.ThrowsAsync<IscsiProtocolException>(async () => await receiver.ReceiveHeaderAsync());
+        Assert.Equal(1, receiver.Counters.HeaderDigestErrors);
+    }
+
+    /// <summary>A PDU with header and data digests (little-endian on the wire, RFC 3720 B.4).</summary>
+    private static byte[] BuildDigestedPdu(int dataLength, bool corruptData)
+    {
+        var h = default(Bhs);
+        h.Opcode = Opcode.DataOut;
+        h.InitiatorTaskTag = 7;
+        h.DataSegmentLength = dataLength;
+        int pad = PduTransport.Padding(dataLength);
+        var bytes = new byte[48 + 4 + dataLength + pad + (dataLength > 0 ? 4 : 0)];
+        h.CopyTo(bytes);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(48), Crc32C.Compute(bytes.AsSpan(0, 48)));
+        for (int i = 0; i < dataLength; i++)
+        {
+            bytes[52 + i] = (byte)i;
+        }
+
+        if (dataLength > 0)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(52 + dataLength + pad), Crc32C.Compute(bytes.AsSpan(52, dataLength + pad)));
+            if (corruptData)
+            {
+                bytes[52 + (dataLength / 2)] ^= 0x40;
+            }
+        }
+
+        return bytes;
+    }
 }

@@ -14,6 +14,15 @@ public sealed class ServerConfig
     public ChapConfig? DiscoveryChap { get; set; }
 
     public LimitsConfig Limits { get; set; } = new();
+
+    /// <summary>
+    /// Per-byte engine: "auto" (fastest CRC32C kernel, direct data placement) or "none" (staged
+    /// copies and table CRC, to measure the gain).
+    /// </summary>
+    public string Offload { get; set; } = "auto";
+
+    /// <summary>Whether HeaderDigest/DataDigest=CRC32C may be negotiated (RFC 7143 §13.1).</summary>
+    public bool AllowDigests { get; set; } = true;
 }
 
 /// <summary>A listen address. Portals with the same group tag form one portal group (TPGT).</summary>
