@@ -217,7 +217,7 @@ public sealed partial class IscsiSession : IAsyncDisposable
     /// SCSI errors (the raw escape hatch). <paramref name="dataOut"/> is sent to the target,
     /// <paramref name="dataIn"/> receives the target's data; at most one of them may be non-empty.
     /// </summary>
-    public ValueTask<ScsiResult> ExecuteAsync(int lun, ReadOnlySpan<byte> cdb, ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn, CancellationToken cancellationToken = default)
+    public ValueTask<ScsiResult> ExecuteAsync(int lun, ReadOnlySpan<byte> cdb, ReadOnlyMemory<byte> dataOut = default, Memory<byte> dataIn = default, CancellationToken cancellationToken = default)
     {
         if (!dataOut.IsEmpty && !dataIn.IsEmpty)
         {
@@ -228,7 +228,7 @@ public sealed partial class IscsiSession : IAsyncDisposable
     }
 
     /// <summary>Runs one SCSI command whose Data-In lands in a scatter-gather list, in order.</summary>
-    public ValueTask<ScsiResult> ExecuteAsync(int lun, ReadOnlySpan<byte> cdb, IReadOnlyList<Memory<byte>> dataIn, CancellationToken cancellationToken = default)
+    public ValueTask<ScsiResult> ExecuteReadAsync(int lun, ReadOnlySpan<byte> cdb, IReadOnlyList<Memory<byte>> dataIn, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(dataIn);
         long total = 0;
