@@ -14,6 +14,8 @@ internal enum CommandFlags
     NeedsMedium = 4,
     DataIn = 8,
     DataOut = 16,
+    /// <summary>Offered only when the LU is thin provisioned (SBC-3 4.7.3: LBPU/LBPWS).</summary>
+    NeedsThin = 32,
 }
 
 /// <summary>
@@ -23,7 +25,7 @@ internal enum CommandFlags
 /// CDB with a field pointer. The CONTROL byte is checked separately (NACA/LINK, SAM-5 5.2).
 /// The same table will generate REPORT SUPPORTED OPERATION CODES data.
 /// </summary>
-internal sealed class CommandDescriptor(byte opcode, int serviceAction, string name, CommandFlags flags, byte[] usage, CommandHandler handler)
+internal sealed class CommandDescriptor(byte opcode, int serviceAction, string name, CommandFlags flags, byte[] usage, CommandHandler handler, uint timeoutSeconds)
 {
     public byte Opcode { get; } = opcode;
     /// <summary>-1 when the opcode has no service action.</summary>
@@ -34,12 +36,20 @@ internal sealed class CommandDescriptor(byte opcode, int serviceAction, string n
     public int CdbLength => Usage.Length;
     public CommandHandler Handler { get; } = handler;
 
+    /// <summary>RECOMMENDED COMMAND TIMEOUT of the command timeouts descriptor (SPC-4 6.35.4).</summary>
+    public uint TimeoutSeconds { get; } = timeoutSeconds;
+
+    /// <summary>Whether <paramref name="lu"/> offers this command; RSOC reports exactly these.</summary>
+    public bool IsAvailable(LogicalUnit lu) => (Flags & CommandFlags.NeedsThin) == 0 || lu.ThinProvisioned;
+
     /// <summary>Returns the first CDB byte/bit that sets a bit the usage data marks unused, or -1.</summary>
     public int FindReservedBit(ReadOnlySpan<byte> cdb, out int bit)
     {
         for (int i = 1; i < Usage.Length - 1; i++)
         {
-            int bad = cdb[i] & ~Usage[i];
+            // The SERVICE ACTION field was matched by the lookup; its usage byte holds the value.
+            int used = i == 1 && ServiceAction >= 0 ? Usage[i] | 0x1F : Usage[i];
+            int bad = cdb[i] & ~used;
             if (bad != 0)
             {
                 bit = 31 - int.LeadingZeroCount(bad);
@@ -57,7 +67,8 @@ internal static class CommandTable
     private const byte F = 0xFF;
 
     private static readonly CommandDescriptor?[] ByOpcode = new CommandDescriptor?[256];
-    private static readonly CommandDescriptor[] ServiceActionIn16;
+    /// <summary>Per opcode, the commands selected by a SERVICE ACTION in byte 1 bits 4:0.</summary>
+    private static readonly CommandDescriptor?[]?[] ByServiceAction = new CommandDescriptor?[]?[256];
     private static readonly List<CommandDescriptor> AllCommands = [];
 
     public static IReadOnlyList<CommandDescriptor> All => AllCommands;
@@ -103,52 +114,55 @@ internal static class CommandTable
         Add(0xAF, "VERIFY(12)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Verify);
 
         // SERVICE ACTION IN(16) (9Eh): READ CAPACITY(16) is service action 10h (SBC-3 5.16).
-        ServiceActionIn16 =
-        [
-            Make(0x9E, 0x10, "READ CAPACITY(16)", In, [F, 0x1F, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0], SbcCommands.ReadCapacity16),
-        ];
-        AllCommands.AddRange(ServiceActionIn16);
+        AddSa(0x9E, 0x10, "READ CAPACITY(16)", In, [F, 0, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0], SbcCommands.ReadCapacity16);
+
+        // MAINTENANCE IN (A3h): REPORT SUPPORTED OPERATION CODES is service action 0Ch (SPC-4 6.35).
+        AddSa(0xA3, 0x0C, "REPORT SUPPORTED OPERATION CODES", CommandFlags.DataIn, [F, 0, 0x87, F, F, F, F, F, F, F, 0, 0], ReportSupportedOperationCodes.Execute);
+
+        AllCommands.Sort(static (a, b) => a.Opcode != b.Opcode ? a.Opcode.CompareTo(b.Opcode) : a.ServiceAction.CompareTo(b.ServiceAction));
     }
 
-    private static CommandDescriptor Make(byte opcode, int sa, string name, CommandFlags flags, byte[] usage, CommandHandler handler)
-    {
-        if (sa >= 0)
-        {
-            usage[1] = (byte)(usage[1] | 0x1F);
-        }
-        return new CommandDescriptor(opcode, sa, name, flags, usage, handler);
-    }
+    private const uint DefaultTimeoutSeconds = 30;
 
-    private static void Add(byte opcode, string name, CommandFlags flags, byte[] usage, CommandHandler handler)
+    private static void Add(byte opcode, string name, CommandFlags flags, byte[] usage, CommandHandler handler, uint timeout = DefaultTimeoutSeconds)
     {
-        var d = Make(opcode, -1, name, flags, usage, handler);
+        usage[0] = opcode;
+        var d = new CommandDescriptor(opcode, -1, name, flags, usage, handler, timeout);
         ByOpcode[opcode] = d;
         AllCommands.Add(d);
     }
 
+    private static void AddSa(byte opcode, int sa, string name, CommandFlags flags, byte[] usage, CommandHandler handler, uint timeout = DefaultTimeoutSeconds)
+    {
+        // The dispatcher checks the SERVICE ACTION field itself; the usage data carries the
+        // service action's value there, as REPORT SUPPORTED OPERATION CODES returns it (SPC-4 6.35.3).
+        usage[0] = opcode;
+        usage[1] = (byte)((usage[1] & 0xE0) | sa);
+        var d = new CommandDescriptor(opcode, sa, name, flags, usage, handler, timeout);
+        var table = ByServiceAction[opcode] ??= new CommandDescriptor?[32];
+        table[sa] = d;
+        AllCommands.Add(d);
+    }
+
     /// <summary>True when the opcode uses a SERVICE ACTION field this table dispatches on.</summary>
-    public static bool HasServiceActions(byte opcode) => opcode == 0x9E;
+    public static bool HasServiceActions(byte opcode) => ByServiceAction[opcode] is not null;
+
+    /// <summary>The descriptor for an opcode without service actions.</summary>
+    public static CommandDescriptor? ForOpcode(byte opcode) => ByOpcode[opcode];
+
+    /// <summary>The descriptor for an opcode and service action.</summary>
+    public static CommandDescriptor? ForServiceAction(byte opcode, int serviceAction) =>
+        serviceAction is >= 0 and < 32 ? ByServiceAction[opcode]?[serviceAction] : null;
 
     /// <summary>Finds the descriptor for a CDB; null for an unsupported opcode or service action.</summary>
     public static CommandDescriptor? Lookup(ReadOnlySpan<byte> cdb)
     {
         byte op = cdb[0];
-        if (op == 0x9E)
+        var table = ByServiceAction[op];
+        if (table is null)
         {
-            if (cdb.Length < 2)
-            {
-                return null;
-            }
-            int sa = cdb[1] & 0x1F;
-            foreach (var d in ServiceActionIn16)
-            {
-                if (d.ServiceAction == sa)
-                {
-                    return d;
-                }
-            }
-            return null;
+            return ByOpcode[op];
         }
-        return ByOpcode[op];
+        return cdb.Length < 2 ? null : table[cdb[1] & 0x1F];
     }
 }

@@ -37,6 +37,7 @@ public sealed class LogicalUnit
         ReadOnly = options.ReadOnly || device.IsReadOnly;
         Removable = options.Removable;
         MaxTransferBlocks = (uint)(options.MaxTransferLengthBytes / options.BlockSize);
+        ThinProvisioned = device.SupportsUnmap;
         ModePages.InitDefaults(this);
         ApplyModePages();
     }
@@ -53,6 +54,12 @@ public sealed class LogicalUnit
     internal bool ReadOnly { get; }
     internal bool Removable { get; }
     internal uint MaxTransferBlocks { get; }
+
+    /// <summary>
+    /// Logical block provisioning management is enabled (SBC-3 4.7.3): the back end really
+    /// deallocates, and deallocated blocks read as zeros (LBPRZ=1).
+    /// </summary>
+    internal bool ThinProvisioned { get; }
 
     // Current mode page values (SPC-4 7.5 / SBC-3 6.4). Guarded by modeGate; the derived
     // flags below are read lock-free on the I/O path.

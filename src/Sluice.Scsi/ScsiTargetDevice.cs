@@ -74,6 +74,11 @@ public sealed class ScsiTargetDevice
             return Dispatch(descriptor, null, null, request, cancellationToken);
         }
 
+        if (descriptor is not null && !descriptor.IsAvailable(lu))
+        {
+            descriptor = null; // not offered by this LU, so not advertised by RSOC either
+        }
+
         var nexus = lu.GetNexus(request.Nexus);
         // SAM-5 5.14 / SPC-4 5.14: a pending unit attention terminates any command except
         // INQUIRY, REPORT LUNS and REQUEST SENSE, and is cleared by being reported.
