@@ -23,6 +23,8 @@ public static class ConfigValidator
         ArgumentNullException.ThrowIfNull(c);
         if (string.IsNullOrWhiteSpace(c.DataDir))
             throw new ConfigException("dataDir", "must not be empty");
+        if (c.Offload is not ("auto" or "none"))
+            throw new ConfigException("offload", $"must be auto or none (got '{c.Offload}')");
 
         var groupTags = ValidatePortals(c.Portals);
         if (c.DiscoveryChap is not null)
