@@ -113,8 +113,16 @@ internal static class CommandTable
         Add(0xAE, "WRITE AND VERIFY(12)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.WriteAndVerify);
         Add(0xAF, "VERIFY(12)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Verify);
 
-        // SERVICE ACTION IN(16) (9Eh): READ CAPACITY(16) is service action 10h (SBC-3 5.16).
+        // Logical block provisioning (SBC-3 4.7). ANCHOR is not supported (ANC_SUP=0), so its
+        // bit is reserved here and rejected by the usage check.
+        Add(0x41, "WRITE SAME(10)", Out, [F, 0xE8, F, F, F, F, G, F, F, 0], ProvisioningCommands.WriteSame, 120);
+        Add(0x42, "UNMAP", Out | CommandFlags.NeedsThin, [F, 0, 0, 0, 0, 0, G, F, F, 0], ProvisioningCommands.Unmap, 120);
+        Add(0x93, "WRITE SAME(16)", Out, [F, 0xE9, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], ProvisioningCommands.WriteSame, 120);
+
+        // SERVICE ACTION IN(16) (9Eh): READ CAPACITY(16) is service action 10h (SBC-3 5.16),
+        // GET LBA STATUS 12h (SBC-3 5.4).
         AddSa(0x9E, 0x10, "READ CAPACITY(16)", In, [F, 0, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0], SbcCommands.ReadCapacity16);
+        AddSa(0x9E, 0x12, "GET LBA STATUS", In, [F, 0, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0], ProvisioningCommands.GetLbaStatus);
 
         // MAINTENANCE IN (A3h): REPORT SUPPORTED OPERATION CODES is service action 0Ch (SPC-4 6.35).
         AddSa(0xA3, 0x0C, "REPORT SUPPORTED OPERATION CODES", CommandFlags.DataIn, [F, 0, 0x87, F, F, F, F, F, F, F, 0, 0], ReportSupportedOperationCodes.Execute);

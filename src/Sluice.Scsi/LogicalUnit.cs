@@ -38,6 +38,11 @@ public sealed class LogicalUnit
         Removable = options.Removable;
         MaxTransferBlocks = (uint)(options.MaxTransferLengthBytes / options.BlockSize);
         ThinProvisioned = device.SupportsUnmap;
+        long granularity = options.UnmapGranularityBytes ?? (device is MemoryBlockDevice memory ? memory.ChunkSize : 4096);
+        UnmapGranularityBlocks = (uint)Math.Clamp(granularity / options.BlockSize, 1, uint.MaxValue);
+        MaxWriteSameBlocks = (uint)Math.Clamp(options.MaxWriteSameLengthBytes / options.BlockSize, 1, uint.MaxValue);
+        // libiscsi (and common initiators) treat a MAXIMUM UNMAP LBA COUNT above 1M as bogus.
+        MaxUnmapBlocks = Math.Min(MaxWriteSameBlocks, 1u << 20);
         ModePages.InitDefaults(this);
         ApplyModePages();
     }
@@ -60,6 +65,21 @@ public sealed class LogicalUnit
     /// deallocates, and deallocated blocks read as zeros (LBPRZ=1).
     /// </summary>
     internal bool ThinProvisioned { get; }
+
+    /// <summary>OPTIMAL UNMAP GRANULARITY (SBC-3 6.5.3): the back end's allocation unit in blocks.</summary>
+    internal uint UnmapGranularityBlocks { get; }
+
+    /// <summary>MAXIMUM WRITE SAME LENGTH (SBC-3 6.5.3).</summary>
+    internal uint MaxWriteSameBlocks { get; }
+
+    /// <summary>MAXIMUM UNMAP LBA COUNT (SBC-3 6.5.3).</summary>
+    internal uint MaxUnmapBlocks { get; }
+
+    /// <summary>Serialises COMPARE AND WRITE / ORWRITE / WRITE ATOMIC against overlapping I/O.</summary>
+    internal RangeLock Ranges { get; } = new();
+
+    /// <summary>MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT (SBC-3 6.5.3).</summary>
+    internal const uint MaxUnmapDescriptors = 256;
 
     // Current mode page values (SPC-4 7.5 / SBC-3 6.4). Guarded by modeGate; the derived
     // flags below are read lock-free on the I/O path.

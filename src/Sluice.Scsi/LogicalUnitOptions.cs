@@ -27,4 +27,13 @@ public sealed class LogicalUnitOptions
 
     /// <summary>Largest single transfer the LU accepts (Block Limits VPD MAXIMUM TRANSFER LENGTH).</summary>
     public int MaxTransferLengthBytes { get; set; } = 16 * 1024 * 1024;
+
+    /// <summary>
+    /// Largest WRITE SAME and per-descriptor UNMAP range (Block Limits VPD MAXIMUM WRITE SAME
+    /// LENGTH and MAXIMUM UNMAP LBA COUNT).
+    /// </summary>
+    public long MaxWriteSameLengthBytes { get; set; } = 1L << 30;
+
+    /// <summary>OPTIMAL UNMAP GRANULARITY in bytes; null derives it from the back end (memory chunk, or 4 KiB).</summary>
+    public long? UnmapGranularityBytes { get; set; }
 }

@@ -44,7 +44,7 @@ internal static class SbcCommands
     /// SBC-3 4.5: the range [lba, lba+blocks) must lie within the capacity. A zero-length
     /// transfer at LBA == capacity is accepted; beyond it is LBA OUT OF RANGE.
     /// </summary>
-    private static bool InRange(LogicalUnit lu, ulong lba, ulong blocks)
+    internal static bool InRange(LogicalUnit lu, ulong lba, ulong blocks)
     {
         ulong capacity = (ulong)lu.BlockCount;
         return lba <= capacity && blocks <= capacity - lba;
@@ -65,7 +65,7 @@ internal static class SbcCommands
         return null;
     }
 
-    private static ScsiResponse WriteProtected(ScsiRequest request, LogicalUnit lu) =>
+    internal static ScsiResponse WriteProtected(ScsiRequest request, LogicalUnit lu) =>
         Responses.Check(request, lu, SenseKey.DataProtect, lu.ReadOnly ? Asc.WriteProtected : Asc.SoftwareWriteProtected);
 
     // ---- READ(6/10/12/16) (SBC-3 5.8-5.11) ---------------------------------------------
@@ -93,20 +93,30 @@ internal static class SbcCommands
         {
             return Responses.Done(Responses.Good(0, bytes));
         }
-        return ReadCore(target, unit, request, (long)lba * unit.BlockSize, n, bytes, cancellationToken);
+        // Shared range hold (RangeLock): uncontended unless a COMPARE AND WRITE is active.
+        bool held = unit.Ranges.TryEnterShared(lba, blocks);
+        return ReadCore(target, unit, request, lba, blocks, held, n, bytes, cancellationToken);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<ScsiResponse> ReadCore(ScsiTargetDevice target, LogicalUnit unit, ScsiRequest request, long offset, int count, long bytes, CancellationToken cancellationToken)
+    private static async ValueTask<ScsiResponse> ReadCore(ScsiTargetDevice target, LogicalUnit unit, ScsiRequest request, ulong lba, uint blocks, bool held, int count, long bytes, CancellationToken cancellationToken)
     {
+        if (!held)
+        {
+            await unit.Ranges.EnterSharedAsync(lba, blocks, cancellationToken).ConfigureAwait(false);
+        }
         try
         {
-            await unit.Device.ReadAsync(offset, request.DataIn[..count], cancellationToken).ConfigureAwait(false);
+            await unit.Device.ReadAsync((long)lba * unit.BlockSize, request.DataIn[..count], cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             Log.BackendFailure(target.Logger, target.TargetName, unit.Lun, "READ", ex);
             return Responses.Check(request, unit, SenseKey.MediumError, Asc.UnrecoveredReadError);
+        }
+        finally
+        {
+            unit.Ranges.ExitShared(lba, blocks);
         }
         return Responses.Good(count, bytes);
     }
@@ -166,20 +176,29 @@ internal static class SbcCommands
         }
         // SBC-3 4.15: FUA, or write-through caching (WCE=0), makes the write durable first.
         bool fua = forceUnitAccess || !unit.WriteCacheEnabled;
-        return WriteCore(target, unit, request, (long)lba * unit.BlockSize, count, fua, bytes, cancellationToken);
+        bool held = unit.Ranges.TryEnterShared(lba, blocks);
+        return WriteCore(target, unit, request, lba, blocks, held, count, fua, bytes, cancellationToken);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<ScsiResponse> WriteCore(ScsiTargetDevice target, LogicalUnit unit, ScsiRequest request, long offset, int count, bool fua, long bytes, CancellationToken cancellationToken)
+    private static async ValueTask<ScsiResponse> WriteCore(ScsiTargetDevice target, LogicalUnit unit, ScsiRequest request, ulong lba, uint blocks, bool held, int count, bool fua, long bytes, CancellationToken cancellationToken)
     {
+        if (!held)
+        {
+            await unit.Ranges.EnterSharedAsync(lba, blocks, cancellationToken).ConfigureAwait(false);
+        }
         try
         {
-            await unit.Device.WriteAsync(offset, request.DataOut[..count], fua, cancellationToken).ConfigureAwait(false);
+            await unit.Device.WriteAsync((long)lba * unit.BlockSize, request.DataOut[..count], fua, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             Log.BackendFailure(target.Logger, target.TargetName, unit.Lun, "WRITE", ex);
             return Responses.Check(request, unit, SenseKey.MediumError, Asc.WriteError);
+        }
+        finally
+        {
+            unit.Ranges.ExitShared(lba, blocks);
         }
         return Responses.Good(0, bytes);
     }
@@ -226,11 +245,13 @@ internal static class SbcCommands
             return Responses.Done(Responses.Good(0, expected));
         }
         long compareBytes = bytchk == 3 ? (long)blocks * unit.BlockSize : available;
-        return VerifyCore(target, unit, request, (long)lba * unit.BlockSize, compareBytes, single: bytchk == 3, expected, cancellationToken);
+        return VerifyCore(target, unit, request, lba, blocks, compareBytes, single: bytchk == 3, expected, cancellationToken);
     }
 
-    private static async ValueTask<ScsiResponse> VerifyCore(ScsiTargetDevice target, LogicalUnit unit, ScsiRequest request, long offset, long compareBytes, bool single, long expected, CancellationToken cancellationToken)
+    private static async ValueTask<ScsiResponse> VerifyCore(ScsiTargetDevice target, LogicalUnit unit, ScsiRequest request, ulong lba, uint blocks, long compareBytes, bool single, long expected, CancellationToken cancellationToken)
     {
+        long offset = (long)lba * unit.BlockSize;
+        using var range = await unit.Ranges.EnterSharedAsync(lba, blocks, cancellationToken).ConfigureAwait(false);
         int chunk = (int)Math.Min(compareBytes, VerifyChunk);
         chunk -= chunk % unit.BlockSize;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(chunk);
@@ -367,6 +388,10 @@ internal static class SbcCommands
         data.Clear();
         BinaryPrimitives.WriteUInt64BigEndian(data, (ulong)unit.BlockCount - 1);
         BinaryPrimitives.WriteUInt32BigEndian(data[8..], (uint)unit.BlockSize);
+        if (unit.ThinProvisioned)
+        {
+            data[14] = 0x80 | 0x40; // LBPME=1, LBPRZ=1 (SBC-3 5.16.2)
+        }
         return Responses.Done(SpcCommands.CopyOut(request, data, (int)Math.Min(alloc, int.MaxValue)));
     }
 }

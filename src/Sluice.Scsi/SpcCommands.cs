@@ -78,7 +78,7 @@ internal static class SpcCommands
                 0x83 => DeviceIdentification(buffer, lu, request.Nexus),
                 0xB0 => BlockLimits(buffer, lu),
                 0xB1 => BlockDeviceCharacteristics(buffer),
-                0xB2 => LogicalBlockProvisioning(buffer),
+                0xB2 => LogicalBlockProvisioning(buffer, lu),
                 _ => -1,
             };
             if (length < 0)
@@ -231,7 +231,16 @@ internal static class SpcCommands
         BinaryPrimitives.WriteUInt16BigEndian(b[6..], 1);                     // OPTIMAL TRANSFER LENGTH GRANULARITY
         BinaryPrimitives.WriteUInt32BigEndian(b[8..], lu.MaxTransferBlocks); // MAXIMUM TRANSFER LENGTH
         BinaryPrimitives.WriteUInt32BigEndian(b[12..], lu.MaxTransferBlocks); // OPTIMAL TRANSFER LENGTH
-        // MAXIMUM PREFETCH LENGTH, UNMAP and WRITE SAME limits stay 0 (not supported yet).
+        if (lu.ThinProvisioned)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(b[20..], lu.MaxUnmapBlocks);               // MAXIMUM UNMAP LBA COUNT
+            BinaryPrimitives.WriteUInt32BigEndian(b[24..], LogicalUnit.MaxUnmapDescriptors); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+            BinaryPrimitives.WriteUInt32BigEndian(b[28..], lu.UnmapGranularityBlocks);       // OPTIMAL UNMAP GRANULARITY
+            b[32] = 0x80;                                                                    // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
+        }
+        // WSNZ=0: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 means "to the last LBA", within
+        // MAXIMUM WRITE SAME LENGTH.
+        BinaryPrimitives.WriteUInt64BigEndian(b[36..], lu.MaxWriteSameBlocks);              // MAXIMUM WRITE SAME LENGTH
         return 0x40;
     }
 
@@ -244,11 +253,20 @@ internal static class SpcCommands
         return 0x40;
     }
 
-    private static int LogicalBlockProvisioning(Span<byte> b)
+    private static int LogicalBlockProvisioning(Span<byte> b, LogicalUnit lu)
     {
-        // SBC-3 6.5.4: LBPU/LBPWS/LBPWS10 = 0, PROVISIONING TYPE 000b (fully provisioned).
+        // SBC-3 6.5.4. byte 4: THRESHOLD EXPONENT
+        //  byte 5: LBPU(7) LBPWS(6) LBPWS10(5) LBPRZ(2) ANC_SUP(1) DP(0)
+        //  byte 6: PROVISIONING TYPE(2:0): 000b fully provisioned, 010b thin provisioned
         b[1] = 0xB2;
         BinaryPrimitives.WriteUInt16BigEndian(b[2..], 0x0004);
+        if (lu.ThinProvisioned)
+        {
+            // UNMAP, WRITE SAME(16) and WRITE SAME(10) with UNMAP=1 deallocate; deallocated
+            // blocks read as zeros. No anchored state (ANC_SUP=0), no threshold events.
+            b[5] = 0x80 | 0x40 | 0x20 | 0x04;
+            b[6] = 0x02;
+        }
         return 8;
     }
 

@@ -66,10 +66,17 @@ internal sealed class Harness
     public static readonly ITNexus NexusB = new("iqn.init-b", "iqn.init-b,i,0x000000000002", TargetName, TargetName + ",t,0x0001", 1, 1);
 
     public Harness(long blocks = 1024, LogicalUnitOptions? options = null, bool deviceReadOnly = false, params ulong[] extraLuns)
+        : this(null, blocks, options, deviceReadOnly, extraLuns)
+    {
+    }
+
+    /// <summary>A harness over a given back end (e.g. a thin <c>MemoryBlockDevice</c>).</summary>
+    public Harness(IBlockDevice? backend, long blocks = 1024, LogicalUnitOptions? options = null, bool deviceReadOnly = false, params ulong[] extraLuns)
     {
         Options = options ?? new LogicalUnitOptions();
         Device = new MemoryDevice(blocks * Options.BlockSize, deviceReadOnly);
-        Unit = new LogicalUnit(0, Device, Options);
+        Backend = backend ?? Device;
+        Unit = new LogicalUnit(0, Backend, Options);
         var units = new List<LogicalUnit> { Unit };
         foreach (ulong lun in extraLuns)
         {
@@ -80,6 +87,7 @@ internal sealed class Harness
 
     public LogicalUnitOptions Options { get; }
     public MemoryDevice Device { get; }
+    public IBlockDevice Backend { get; }
     public LogicalUnit Unit { get; }
     public ScsiTargetDevice Target { get; }
     public int BlockSize => Options.BlockSize;
@@ -103,6 +111,32 @@ internal sealed class Harness
         };
         var response = Target.ExecuteAsync(request, CancellationToken.None).AsTask().GetAwaiter().GetResult();
         return new Result(response.Status, dataIn[..response.DataInLength], sense[..response.SenseLength], response.TransferLength);
+    }
+
+    public Task<Result> RunAsync(byte[] cdb, int dataInLength = 0, byte[]? dataOut = null, ITNexus? nexus = null, ulong lunField = 0, CancellationToken cancellationToken = default)
+    {
+        var padded = new byte[Math.Max(16, cdb.Length)];
+        cdb.CopyTo(padded, 0);
+        var dataIn = new byte[dataInLength];
+        var sense = new byte[252];
+        var request = new ScsiRequest
+        {
+            Nexus = nexus ?? NexusA,
+            Lun = lunField,
+            Cdb = padded,
+            DataIn = dataIn,
+            DataOut = dataOut ?? [],
+            ExpectedDataInLength = dataInLength,
+            ExpectedDataOutLength = dataOut?.Length ?? 0,
+            Sense = sense,
+        };
+        return Core();
+
+        async Task<Result> Core()
+        {
+            var response = await Target.ExecuteAsync(request, cancellationToken);
+            return new Result(response.Status, dataIn[..response.DataInLength], sense[..response.SenseLength], response.TransferLength);
+        }
     }
 
     /// <summary>Consumes the POWER ON unit attention for a nexus (as initiators do after login).</summary>

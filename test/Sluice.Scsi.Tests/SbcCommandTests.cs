@@ -165,7 +165,7 @@ public class ReadWriteTests
     public void ServiceActionIn_UnknownServiceAction_InvalidFieldInCdb()
     {
         var cdb = Cdb.ReadCapacity16();
-        cdb[1] = 0x12;
+        cdb[1] = 0x1F; // 12h is GET LBA STATUS now
         Assert.Equal(Asc.InvalidFieldInCdb, new Harness().Ready().Run(cdb, 32).AscAscq);
     }
 }
