@@ -80,6 +80,12 @@ internal static class ServeCommand
         HelpName = "LEVEL",
     };
 
+    private static readonly Option<string> s_offload = new("--offload")
+    {
+        Description = "Per-byte engine: auto (fastest CRC32C kernel, direct data placement) or none (staged copies and table CRC, to measure the gain). [default: auto]",
+        HelpName = "auto|none",
+    };
+
     private static readonly Option<bool> s_check = new("--check")
     {
         Description = "Validate the configuration, print it as JSON (secrets redacted) and exit without serving.",
@@ -89,7 +95,7 @@ internal static class ServeCommand
     {
         var command = new Command("serve", "Run the iSCSI target until Ctrl-C or SIGTERM.")
         {
-            s_listen, s_target, s_lun, s_dataDir, s_config, s_chap, s_mutualChap, s_allow, s_readOnly, s_blockSize, s_logLevel, s_check,
+            s_listen, s_target, s_lun, s_dataDir, s_config, s_chap, s_mutualChap, s_allow, s_readOnly, s_blockSize, s_offload, s_logLevel, s_check,
         };
         command.SetAction((parseResult, cancellationToken) =>
             RunAsync(Bind(parseResult), parseResult.InvocationConfiguration.Output, cancellationToken));
@@ -108,6 +114,7 @@ internal static class ServeCommand
         Allow = parseResult.GetValue(s_allow) ?? [],
         ReadOnly = parseResult.GetValue(s_readOnly),
         BlockSize = parseResult.GetValue(s_blockSize),
+        Offload = parseResult.GetValue(s_offload),
         LogLevel = parseResult.GetValue(s_logLevel),
         Check = parseResult.GetValue(s_check),
     };

@@ -53,6 +53,13 @@ internal static class ServeConfigBuilder
         }
 
         var config = fileConfig ?? new ServerConfig { DataDir = defaultDataDir };
+        if (options.Offload is not null)
+        {
+            if (options.Offload is not ("auto" or "none"))
+                throw new ConfigException("--offload", $"must be auto or none (got '{options.Offload}')");
+            config.Offload = options.Offload;
+        }
+
         if (options.DataDir is not null)
         {
             if (options.DataDir.Length == 0)

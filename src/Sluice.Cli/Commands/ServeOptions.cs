@@ -36,6 +36,9 @@ internal sealed record ServeOptions
     /// <summary><c>--block-size 512|4096</c>, as typed.</summary>
     public string? BlockSize { get; init; }
 
+    /// <summary><c>--offload auto|none</c>: the per-byte engine.</summary>
+    public string? Offload { get; init; }
+
     /// <summary><c>--log-level</c>, as typed.</summary>
     public string? LogLevel { get; init; }
 
