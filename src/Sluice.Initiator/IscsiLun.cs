@@ -163,17 +163,11 @@ public sealed class IscsiLun : IAsyncDisposable
         return ReadOneAsync(lba, blocks, default, buffers, cancellationToken);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ReadOneAsync(long lba, int blocks, Memory<byte> buffer, IReadOnlyList<Memory<byte>>? list, CancellationToken ct)
+    private ValueTask ReadOneAsync(long lba, int blocks, Memory<byte> buffer, IReadOnlyList<Memory<byte>>? list, CancellationToken ct)
     {
         var cdb = default(Cdb16);
         int length = Cdbs.ReadWrite(cdb, write: false, lba, blocks, fua: false);
-        int bytes = blocks * BlockSize;
-        var r = await RunAsync(cdb, length, default, buffer, list, bytes, ct).ConfigureAwait(false);
-        if (r.Underflow && r.ResidualCount > 0)
-        {
-            throw new IOException($"short read at LBA {lba}: {r.ResidualCount} of {bytes} bytes not transferred");
-        }
+        return Session.StartBlockAsync(new CommandRequest(EncodedLun, cdb, length, default, buffer, list, blocks * BlockSize, true, true), ct);
     }
 
     private async ValueTask ReadSplitAsync(long lba, Memory<byte> buffer, CancellationToken ct)
@@ -188,12 +182,18 @@ public sealed class IscsiLun : IAsyncDisposable
     /// <summary>Writes whole blocks at <paramref name="lba"/>; <paramref name="fua"/> asks for stable storage before the status.</summary>
     public ValueTask WriteAsync(long lba, ReadOnlyMemory<byte> data, bool fua = false, CancellationToken cancellationToken = default)
     {
-        CheckRange(lba, data.Length);
-        return WriteCoreAsync(lba, data, fua, cancellationToken);
+        int blocks = CheckRange(lba, data.Length);
+        if (data.Length <= MaxTransferBytes)
+        {
+            var cdb = default(Cdb16);
+            int length = Cdbs.ReadWrite(cdb, write: true, lba, blocks, fua);
+            return Session.StartBlockAsync(new CommandRequest(EncodedLun, cdb, length, data, default, null, 0, true, false), cancellationToken);
+        }
+
+        return WriteSplitAsync(lba, data, fua, cancellationToken);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask WriteCoreAsync(long lba, ReadOnlyMemory<byte> data, bool fua, CancellationToken ct)
+    private async ValueTask WriteSplitAsync(long lba, ReadOnlyMemory<byte> data, bool fua, CancellationToken ct)
     {
         for (int offset = 0; offset < data.Length; offset += MaxTransferBytes)
         {

@@ -17,6 +17,7 @@ public sealed partial class IscsiSession
     /// </summary>
     private async Task SendLoopAsync(Connection c)
     {
+        // Everything is awaited here, in one long-lived state machine, so sending allocates nothing per PDU.
         try
         {
             while (true)
@@ -37,13 +38,58 @@ public sealed partial class IscsiSession
                         }
                     }
 
+                    ReadOnlyMemory<byte> data = default;
+                    int burstStart = 0;
+                    int burstEnd = 0;
+                    uint ttt = PduFields.ReservedTag;
+                    ulong lun = 0;
                     if (command is not null)
                     {
-                        await SendCommandAsync(c, command, itt, cmdSN, expStatSN).ConfigureAwait(false);
+                        data = command.DataOut;
+                        lun = command.Lun;
+                        var h = BuildCommand(c, command, itt, cmdSN, expStatSN, out int immediate, out burstEnd);
+                        burstStart = immediate;
+                        await c.Transport.SendAsync(h, data[..immediate]).ConfigureAwait(false);
+                    }
+                    else if (control.Kind == ControlKind.DataOut)
+                    {
+                        var task = control.Task!;
+                        data = task.DataOut;
+                        if (task.Itt != control.Itt || task.State != TaskState.Sent || !ReferenceEquals(task.Connection, c) ||
+                            (long)control.Offset + control.Length > data.Length)
+                        {
+                            continue; // the task ended (abort, error status) before we answered its R2T
+                        }
+
+                        itt = control.Itt;
+                        lun = task.Lun;
+                        ttt = control.Tag;
+                        burstStart = (int)control.Offset;
+                        burstEnd = burstStart + (int)control.Length;
                     }
                     else
                     {
-                        await SendControlAsync(c, control, cmdSN, expStatSN).ConfigureAwait(false);
+                        await c.Transport.SendAsync(BuildControl(control, cmdSN, expStatSN), control.Data ?? ReadOnlyMemory<byte>.Empty).ConfigureAwait(false);
+                        continue;
+                    }
+
+                    // One burst of Data-Out PDUs (RFC 7143 §11.7), each within the target's MaxRecvDataSegmentLength.
+                    int max = c.Parameters.TargetMaxRecvDataSegmentLength;
+                    uint dataSN = 0;
+                    for (int pos = burstStart; pos < burstEnd;)
+                    {
+                        int n = Math.Min(max, burstEnd - pos);
+                        var d = default(Bhs);
+                        d.Opcode = Opcode.DataOut;
+                        d.Final = pos + n == burstEnd;
+                        d.Lun = lun;
+                        d.InitiatorTaskTag = itt;
+                        d.TargetTransferTag = ttt;
+                        d.ExpStatSN = Volatile.Read(ref _expStatSN);
+                        d.DataSN = dataSN++;
+                        d.BufferOffset = (uint)pos;
+                        await c.Transport.SendAsync(d, data.Slice(pos, n)).ConfigureAwait(false);
+                        pos += n;
                     }
                 }
 
@@ -104,13 +150,13 @@ public sealed partial class IscsiSession
     }
 
     /// <summary>SCSI Command PDU (RFC 7143 §11.3) with immediate data and unsolicited Data-Out as negotiated (§13.10, §13.11, §13.14).</summary>
-    private async ValueTask SendCommandAsync(Connection c, ScsiTask task, uint itt, uint cmdSN, uint expStatSN)
+    private static Bhs BuildCommand(Connection c, ScsiTask task, uint itt, uint cmdSN, uint expStatSN, out int immediate, out int unsolicitedEnd)
     {
         var p = c.Parameters;
         var data = task.DataOut;
         bool write = !data.IsEmpty;
-        int immediate = 0;
-        int unsolicitedEnd = 0;
+        immediate = 0;
+        unsolicitedEnd = 0;
         if (write)
         {
             int firstBurst = Math.Min(data.Length, p.FirstBurstLength);
@@ -128,55 +174,14 @@ public sealed partial class IscsiSession
         h.CmdSN = cmdSN;
         h.ExpStatSN = expStatSN;
         ((ReadOnlySpan<byte>)task.Cdb)[..task.CdbLength].CopyTo(h.Cdb);
-        await c.Transport.SendAsync(h, data[..immediate]).ConfigureAwait(false);
-        if (unsolicitedEnd > immediate)
-        {
-            await SendDataOutAsync(c, itt, task.Lun, PduFields.ReservedTag, data, immediate, unsolicitedEnd - immediate).ConfigureAwait(false);
-        }
+        return h;
     }
 
-    /// <summary>One burst of Data-Out PDUs (RFC 7143 §11.7), each within the target's MaxRecvDataSegmentLength.</summary>
-    private async ValueTask SendDataOutAsync(Connection c, uint itt, ulong lun, uint ttt, ReadOnlyMemory<byte> data, int offset, int length)
-    {
-        int max = c.Parameters.TargetMaxRecvDataSegmentLength;
-        int end = offset + length;
-        uint dataSN = 0;
-        for (int pos = offset; pos < end;)
-        {
-            int n = Math.Min(max, end - pos);
-            var h = default(Bhs);
-            h.Opcode = Opcode.DataOut;
-            h.Final = pos + n == end;
-            h.Lun = lun;
-            h.InitiatorTaskTag = itt;
-            h.TargetTransferTag = ttt;
-            h.ExpStatSN = Volatile.Read(ref _expStatSN);
-            h.DataSN = dataSN++;
-            h.BufferOffset = (uint)pos;
-            await c.Transport.SendAsync(h, data.Slice(pos, n)).ConfigureAwait(false);
-            pos += n;
-        }
-    }
-
-    private async ValueTask SendControlAsync(Connection c, ControlItem item, uint cmdSN, uint expStatSN)
+    private static Bhs BuildControl(in ControlItem item, uint cmdSN, uint expStatSN)
     {
         var h = default(Bhs);
         switch (item.Kind)
         {
-            case ControlKind.DataOut:
-                {
-                    var task = item.Task!;
-                    var data = task.DataOut;
-                    if (task.Itt != item.Itt || task.State != TaskState.Sent || !ReferenceEquals(task.Connection, c) ||
-                        (long)item.Offset + item.Length > data.Length)
-                    {
-                        return; // the task ended (abort, error status) before we answered its R2T
-                    }
-
-                    await SendDataOutAsync(c, item.Itt, task.Lun, item.Tag, data, (int)item.Offset, (int)item.Length).ConfigureAwait(false);
-                    return;
-                }
-
             case ControlKind.NopOut:
                 // §11.18: a ping: ITT valid, TTT reserved, immediate so it bypasses the CmdSN window.
                 h.Opcode = Opcode.NopOut;
@@ -218,7 +223,7 @@ public sealed partial class IscsiSession
 
         h.CmdSN = cmdSN;
         h.ExpStatSN = expStatSN;
-        await c.Transport.SendAsync(h, item.Data ?? ReadOnlyMemory<byte>.Empty).ConfigureAwait(false);
+        return h;
     }
 
     // ---------------------------------------------------------------- receive side
@@ -246,10 +251,55 @@ public sealed partial class IscsiSession
                 switch (h.Opcode)
                 {
                     case Opcode.DataIn:
-                        await OnDataInAsync(c, h).ConfigureAwait(false);
+                    {
+                        // Data-In (RFC 7143 §11.7), inline so that the hot path awaits only in this state machine.
+                        bool hasStatus = (h.Flags & 0x01) != 0;
+                        Acknowledge(c, h, hasStatus);
+                        uint itt = h.InitiatorTaskTag;
+                        var task = Lookup(itt, c);
+                        int length = h.DataSegmentLength;
+                        if (task is null)
+                        {
+                            await t.DiscardDataAsync().ConfigureAwait(false);
+                            break;
+                        }
+
+                        uint offset = h.BufferOffset;
+                        if ((ulong)offset + (ulong)length > (ulong)task.DataInLength)
+                        {
+                            throw DataInOverrun(itt, offset, length, task.DataInLength);
+                        }
+
+                        if (length > 0)
+                        {
+                            if (task.DataInList is null)
+                            {
+                                await t.ReceiveDataAsync(task.DataIn.Slice((int)offset, length)).ConfigureAwait(false);
+                            }
+                            else
+                            {
+                                await ReceiveIntoListAsync(c, task.DataInList, (int)offset, length).ConfigureAwait(false);
+                            }
+                        }
+
+                        if (hasStatus && TryClaim(task, itt))
+                        {
+                            Succeed(task, new ScsiResult(PduFields.ScsiStatusByte(h), 0, Residual(h), (h.Flags & 0x02) != 0, (h.Flags & 0x04) != 0, null));
+                        }
+
                         break;
+                    }
+
                     case Opcode.ScsiResponse:
-                        await OnScsiResponseAsync(c, h).ConfigureAwait(false);
+                        if (h.DataSegmentLength == 0)
+                        {
+                            OnScsiResponse(c, h, []);
+                        }
+                        else
+                        {
+                            await OnScsiResponseWithDataAsync(c, h).ConfigureAwait(false);
+                        }
+
                         break;
                     case Opcode.ReadyToTransfer:
                         OnReadyToTransfer(c, h);
@@ -337,45 +387,9 @@ public sealed partial class IscsiSession
         }
     }
 
-    /// <summary>Data-In (RFC 7143 §11.7): payload lands in the caller's buffer at BufferOffset; S=1 carries the status.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask OnDataInAsync(Connection c, Bhs h)
-    {
-        bool hasStatus = (h.Flags & 0x01) != 0;
-        Acknowledge(c, h, hasStatus);
-        uint itt = h.InitiatorTaskTag;
-        var task = Lookup(itt, c);
-        int length = h.DataSegmentLength;
-        if (task is null)
-        {
-            await c.Transport.DiscardDataAsync().ConfigureAwait(false);
-            return;
-        }
-
-        uint offset = h.BufferOffset;
-        if ((ulong)offset + (ulong)length > (ulong)task.DataInLength)
-        {
-            throw new IscsiProtocolException(string.Create(CultureInfo.InvariantCulture,
-                $"Data-In for task 0x{itt:x8} at offset {offset} length {length} exceeds the expected {task.DataInLength} bytes"));
-        }
-
-        if (length > 0)
-        {
-            if (task.DataInList is null)
-            {
-                await c.Transport.ReceiveDataAsync(task.DataIn.Slice((int)offset, length)).ConfigureAwait(false);
-            }
-            else
-            {
-                await ReceiveIntoListAsync(c, task.DataInList, (int)offset, length).ConfigureAwait(false);
-            }
-        }
-
-        if (hasStatus && TryClaim(task, itt))
-        {
-            Succeed(task, new ScsiResult(PduFields.ScsiStatusByte(h), 0, Residual(h), (h.Flags & 0x02) != 0, (h.Flags & 0x04) != 0, null));
-        }
-    }
+    private static IscsiProtocolException DataInOverrun(uint itt, uint offset, int length, int expected) =>
+        new(string.Create(CultureInfo.InvariantCulture,
+            $"Data-In for task 0x{itt:x8} at offset {offset} length {length} exceeds the expected {expected} bytes"));
 
     /// <summary>
     /// Places one Data-In segment across a scatter-gather list. PduTransport consumes the padding
@@ -432,39 +446,67 @@ public sealed partial class IscsiSession
 
     private static int Residual(in Bhs h) => (int)Math.Min(h.ResidualCount, int.MaxValue);
 
-    /// <summary>SCSI Response (RFC 7143 §11.4): status, residuals and, with CHECK CONDITION, SenseLength + sense data.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask OnScsiResponseAsync(Connection c, Bhs h)
+    private async ValueTask OnScsiResponseWithDataAsync(Connection c, Bhs h)
+    {
+        int length = h.DataSegmentLength;
+        var task = Lookup(h.InitiatorTaskTag, c);
+        var buffer = task is not null && length <= task.Sense.Length ? task.Sense : c.GetScratch(length);
+        await c.Transport.ReceiveDataAsync(buffer.AsMemory(0, length)).ConfigureAwait(false);
+        OnScsiResponse(c, h, buffer.AsSpan(0, length));
+    }
+
+    /// <summary>
+    /// SCSI Response (RFC 7143 §11.4): status, residuals and, with CHECK CONDITION, SenseLength +
+    /// sense data. On the block path a UNIT ATTENTION sends the command again instead of failing it.
+    /// </summary>
+    private void OnScsiResponse(Connection c, in Bhs h, ReadOnlySpan<byte> data)
     {
         Acknowledge(c, h, statSN: true);
         uint itt = h.InitiatorTaskTag;
         var task = Lookup(itt, c);
-        int length = h.DataSegmentLength;
         if (task is null)
         {
-            await c.Transport.DiscardDataAsync().ConfigureAwait(false);
             return;
-        }
-
-        var buffer = length <= task.Sense.Length ? task.Sense : c.GetScratch(length);
-        if (length > 0)
-        {
-            await c.Transport.ReceiveDataAsync(buffer.AsMemory(0, length)).ConfigureAwait(false);
         }
 
         byte response = PduFields.Response(h);
         byte status = PduFields.ScsiStatusByte(h);
-        byte[]? sense = null;
-        if (length >= 2 && (response != 0 || status is not (ScsiStatus.Good or ScsiStatus.ConditionMet)))
+        var sense = ReadOnlySpan<byte>.Empty;
+        if (data.Length >= 2)
         {
-            int senseLength = Math.Min(BinaryPrimitives.ReadUInt16BigEndian(buffer), length - 2);
-            sense = buffer.AsSpan(2, senseLength).ToArray();
+            sense = data.Slice(2, Math.Min(BinaryPrimitives.ReadUInt16BigEndian(data), data.Length - 2));
         }
 
+        if (response == 0 && status == ScsiStatus.CheckCondition && task.RetryBudget > 0 &&
+            SenseDecoder.TryDecode(sense, out byte key, out _, out _) && key == SenseKey.UnitAttention && TryRequeue(task, itt, c))
+        {
+            return;
+        }
+
+        byte[]? senseCopy = response != 0 || status is not (ScsiStatus.Good or ScsiStatus.ConditionMet) ? sense.ToArray() : null;
         if (TryClaim(task, itt))
         {
-            Succeed(task, new ScsiResult(status, response, Residual(h), (h.Flags & 0x02) != 0, (h.Flags & 0x04) != 0, sense));
+            Succeed(task, new ScsiResult(status, response, Residual(h), (h.Flags & 0x02) != 0, (h.Flags & 0x04) != 0, senseCopy));
         }
+    }
+
+    private bool TryRequeue(ScsiTask task, uint itt, Connection c)
+    {
+        lock (_gate)
+        {
+            if (task.Itt != itt || task.State != TaskState.Sent || task.CancelReason is not null)
+            {
+                return false;
+            }
+
+            task.RetryBudget--;
+            task.State = TaskState.Queued;
+            task.Connection = null;
+            _commands.Enqueue(new TaskRef(task, itt));
+        }
+
+        c.Signal.Set();
+        return true;
     }
 
     /// <summary>R2T (RFC 7143 §11.8): queue a Data-Out burst of the requested range.</summary>

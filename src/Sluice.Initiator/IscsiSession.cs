@@ -268,7 +268,10 @@ public sealed partial class IscsiSession : IAsyncDisposable
     }
 
     internal ValueTask<ScsiResult> StartAsync(ulong lun, Cdb16 cdb, int cdbLength, ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn,
-        IReadOnlyList<Memory<byte>>? dataInList, int dataInLength, CancellationToken ct)
+        IReadOnlyList<Memory<byte>>? dataInList, int dataInLength, CancellationToken ct) =>
+        StartAsync(new CommandRequest(lun, cdb, cdbLength, dataOut, dataIn, dataInList, dataInLength, false, false), ct);
+
+    internal ValueTask<ScsiResult> StartAsync(in CommandRequest request, CancellationToken ct)
     {
         if (ct.IsCancellationRequested)
         {
@@ -276,25 +279,56 @@ public sealed partial class IscsiSession : IAsyncDisposable
         }
 
         ThrowIfUnusable();
-        ScsiTask? task = null;
-        lock (_gate)
-        {
-            if (_free.Count > 0)
-            {
-                task = _free.Pop();
-                PrepareTag(task);
-            }
-        }
-
-        return task is not null
-            ? Submit(task, lun, cdb, cdbLength, dataOut, dataIn, dataInList, dataInLength, ct)
-            : StartSlowAsync(lun, cdb, cdbLength, dataOut, dataIn, dataInList, dataInLength, ct);
+        var task = TryTakeSlot();
+        return task is not null ? new ValueTask<ScsiResult>(task, Submit(task, request, ct)) : StartSlowAsync(request, ct);
     }
 
-    private async ValueTask<ScsiResult> StartSlowAsync(ulong lun, Cdb16 cdb, int cdbLength, ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn,
-        IReadOnlyList<Memory<byte>>? dataInList, int dataInLength, CancellationToken ct)
+    /// <summary>
+    /// The block path: completes with nothing, throws <see cref="ScsiCommandException"/> for SCSI
+    /// errors and retries UNIT ATTENTION inside the session, so a read or write costs no allocation.
+    /// </summary>
+    internal ValueTask StartBlockAsync(in CommandRequest request, CancellationToken ct)
     {
-        // Back-pressure: every task slot is busy; wait for one to be released.
+        if (ct.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(ct);
+        }
+
+        ThrowIfUnusable();
+        var task = TryTakeSlot();
+        return task is not null ? new ValueTask(task, Submit(task, request, ct)) : StartBlockSlowAsync(request, ct);
+    }
+
+    private ScsiTask? TryTakeSlot()
+    {
+        lock (_gate)
+        {
+            if (_free.Count == 0)
+            {
+                return null;
+            }
+
+            var task = _free.Pop();
+            PrepareTag(task);
+            return task;
+        }
+    }
+
+    private async ValueTask<ScsiResult> StartSlowAsync(CommandRequest request, CancellationToken ct)
+    {
+        var task = await WaitForSlotAsync(ct).ConfigureAwait(false);
+        return await new ValueTask<ScsiResult>(task, Submit(task, request, ct)).ConfigureAwait(false);
+    }
+
+    private async ValueTask StartBlockSlowAsync(CommandRequest request, CancellationToken ct)
+    {
+        var task = await WaitForSlotAsync(ct).ConfigureAwait(false);
+        await new ValueTask(task, Submit(task, request, ct)).ConfigureAwait(false);
+    }
+
+    /// <summary>Back-pressure: every task slot is busy; wait for one to be released.</summary>
+    private async Task<ScsiTask> WaitForSlotAsync(CancellationToken ct)
+    {
         var waiter = new TaskCompletionSource<ScsiTask>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_gate)
         {
@@ -329,8 +363,17 @@ public sealed partial class IscsiSession : IAsyncDisposable
             }
         }
 
-        ThrowIfUnusable();
-        return await Submit(task, lun, cdb, cdbLength, dataOut, dataIn, dataInList, dataInLength, ct).ConfigureAwait(false);
+        try
+        {
+            ThrowIfUnusable();
+        }
+        catch
+        {
+            ReleaseTask(task);
+            throw;
+        }
+
+        return task;
     }
 
     private void PrepareTag(ScsiTask task)
@@ -340,16 +383,18 @@ public sealed partial class IscsiSession : IAsyncDisposable
         task.State = TaskState.Completed; // owned by the caller until queued
     }
 
-    private ValueTask<ScsiResult> Submit(ScsiTask task, ulong lun, Cdb16 cdb, int cdbLength, ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn,
-        IReadOnlyList<Memory<byte>>? dataInList, int dataInLength, CancellationToken ct)
+    private short Submit(ScsiTask task, in CommandRequest request, CancellationToken ct)
     {
-        task.Lun = lun;
-        task.Cdb = cdb;
-        task.CdbLength = cdbLength;
-        task.DataOut = dataOut;
-        task.DataIn = dataIn;
-        task.DataInList = dataInList;
-        task.DataInLength = dataInLength;
+        task.Lun = request.Lun;
+        task.Cdb = request.Cdb;
+        task.CdbLength = request.CdbLength;
+        task.DataOut = request.DataOut;
+        task.DataIn = request.DataIn;
+        task.DataInList = request.DataInList;
+        task.DataInLength = request.DataInLength;
+        task.BlockMode = request.Block;
+        task.CheckShortRead = request.CheckShortRead;
+        task.RetryBudget = request.Block ? UnitAttentionRetries : 0;
         task.CancelReason = null;
         task.AbortSentAt = 0;
         task.Deadline = _options.CommandTimeout == Timeout.InfiniteTimeSpan ? 0
@@ -375,7 +420,7 @@ public sealed partial class IscsiSession : IAsyncDisposable
             }, task);
         }
 
-        return new ValueTask<ScsiResult>(task, version);
+        return version;
     }
 
     private void ThrowIfUnusable()
@@ -519,6 +564,9 @@ public sealed partial class IscsiSession : IAsyncDisposable
 
     private readonly record struct TaskRef(ScsiTask Task, uint Itt);
 
+    /// <summary>How often the block path resends a command that met a UNIT ATTENTION (libiscsi retries too).</summary>
+    internal const int UnitAttentionRetries = 3;
+
     private enum ControlKind
     {
         DataOut,
@@ -559,10 +607,6 @@ public sealed partial class IscsiSession : IAsyncDisposable
             return Scratch;
         }
     }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private static async ValueTask SendRawAsync(PduTransport transport, Bhs header, ReadOnlyMemory<byte> data) =>
-        await transport.SendAsync(header, data).ConfigureAwait(false);
 
     private static uint ReadU32(ReadOnlySpan<byte> span, int offset) => BinaryPrimitives.ReadUInt32BigEndian(span[offset..]);
 }

@@ -152,6 +152,21 @@ public sealed record Designator(int CodeSet, int Type, int Association, byte[] V
     }
 }
 
+/// <summary>Everything a command needs, passed by reference down the submission path.</summary>
+internal readonly struct CommandRequest(ulong lun, Cdb16 cdb, int cdbLength, ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn,
+    IReadOnlyList<Memory<byte>>? dataInList, int dataInLength, bool block, bool checkShortRead)
+{
+    public readonly ulong Lun = lun;
+    public readonly Cdb16 Cdb = cdb;
+    public readonly int CdbLength = cdbLength;
+    public readonly ReadOnlyMemory<byte> DataOut = dataOut;
+    public readonly Memory<byte> DataIn = dataIn;
+    public readonly IReadOnlyList<Memory<byte>>? DataInList = dataInList;
+    public readonly int DataInLength = dataInLength;
+    public readonly bool Block = block;
+    public readonly bool CheckShortRead = checkShortRead;
+}
+
 /// <summary>CDB builders (SPC-4, SBC-3), big-endian fields.</summary>
 internal static class Cdbs
 {

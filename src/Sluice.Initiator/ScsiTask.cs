@@ -23,7 +23,7 @@ internal enum TaskState
 /// <see cref="IValueTaskSource{TResult}"/>, so awaiting a command allocates nothing; the task
 /// returns to the pool when its result is read.
 /// </summary>
-internal sealed class ScsiTask : IValueTaskSource<ScsiResult>
+internal sealed class ScsiTask : IValueTaskSource<ScsiResult>, IValueTaskSource
 {
     public const int SenseBufferLength = 512;
 
@@ -57,6 +57,9 @@ internal sealed class ScsiTask : IValueTaskSource<ScsiResult>
     public Exception? CancelReason;
     public CancellationTokenRegistration Registration;
     public readonly byte[] Sense = new byte[SenseBufferLength];
+    public bool BlockMode;
+    public bool CheckShortRead;
+    public int RetryBudget;
 
     public short Version => _core.Version;
 
@@ -77,6 +80,33 @@ internal sealed class ScsiTask : IValueTaskSource<ScsiResult>
         finally
         {
             Session.ReleaseTask(this);
+        }
+    }
+
+    /// <summary>The block path's completion: SCSI errors and short reads become exceptions.</summary>
+    void IValueTaskSource.GetResult(short token)
+    {
+        byte opcode = Cdb[0];
+        bool checkShort = CheckShortRead;
+        int expected = DataInLength;
+        ScsiResult r;
+        try
+        {
+            r = _core.GetResult(token);
+        }
+        finally
+        {
+            Session.ReleaseTask(this);
+        }
+
+        if (!r.IsGood)
+        {
+            throw new ScsiCommandException(opcode, r);
+        }
+
+        if (checkShort && r.Underflow && r.ResidualCount > 0)
+        {
+            throw new IOException($"short read: {r.ResidualCount} of {expected} bytes not transferred");
         }
     }
 
