@@ -71,6 +71,8 @@ public sealed class TargetServer : IAsyncDisposable
             throw new InvalidOperationException("The server was already started.");
         }
 
+        // The same checks the CLI runs, for programs that use the server as a library.
+        ConfigValidator.Validate(_config);
         try
         {
             OpenTargets();
