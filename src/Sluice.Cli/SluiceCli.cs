@@ -17,7 +17,11 @@ internal static class SluiceCli
     {
         var root = new RootCommand("Sluice: an iSCSI target and initiator.");
         root.Subcommands.Add(ServeCommand.Create());
-        // Future: ls, inq, cp, bench, fn — one Commands/<Name>Command.cs each, added here.
+        root.Subcommands.Add(LsCommand.Create());
+        root.Subcommands.Add(InqCommand.Create());
+        root.Subcommands.Add(CpCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
+        // Future: fn — one Commands/<Name>Command.cs each, added here.
         root.SetAction(parseResult => new HelpAction().Invoke(parseResult));
         // The default prints the entry assembly's version, which is the test host under tests.
         foreach (var option in root.Options)
