@@ -1,0 +1,109 @@
+namespace Sluice.Qos;
+
+/// <summary>
+/// A function registered with a <see cref="QosScheduler"/>: the key its requests are queued under.
+/// All mutable state is owned by the scheduler and touched only under its lock.
+/// </summary>
+public sealed class FunctionHandle
+{
+    internal FunctionHandle(QosScheduler owner, string name, ServiceLevel level, in SchedulerConstants k)
+    {
+        Owner = owner;
+        Name = name;
+        Total = new LatencyHistogram();
+        Slices = new LatencyHistogram[k.Slices];
+        for (int i = 0; i < Slices.Length; i++)
+            Slices[i] = new LatencyHistogram();
+        Apply(level, k);
+    }
+
+    /// <summary>The function's name, unique per scheduler.</summary>
+    public string Name { get; }
+
+    /// <summary>The service level in force.</summary>
+    public ServiceLevel ServiceLevel => Level;
+
+    internal QosScheduler Owner { get; }
+
+    internal ServiceLevel Level = ServiceLevel.BestEffort;
+    internal bool Removed;
+
+    // Precomputed from Level, in timestamp ticks: 0 = dimension not set.
+    internal double RTicksPerIo, RTicksPerByte, LTicksPerIo, LTicksPerByte, InverseWeight;
+    internal bool HasReservation;
+    internal long TargetMicros;
+
+    // Waiting requests, oldest first (doubly linked through QosRequest.Prev/Next).
+    internal QosRequest? Head, Tail;
+    internal int Queued, Outstanding;
+    internal int ActiveIndex = -1;
+
+    // mClock tags. *Last are the tags of the most recently tagged request, which is the head while
+    // the queue is non-empty; the head's tags are copied to Head* for a cache-friendly scan.
+    internal double RLast, LLast, PLast;
+    internal double HeadR, HeadL, HeadP, HeadDeltaR, HeadDeltaL, HeadDeltaP;
+    internal double ThrottleEnd;
+
+    // Hold-back (latency target of a higher-priority function missed).
+    internal double HoldScale = 1, HoldBaseIops, HoldBaseBytesPerSecond;
+    internal long SliceIos, SliceBytes;
+
+    // Statistics.
+    internal long CompletedIos, CompletedBytes, ReservationDispatches, WeightDispatches, TargetMisses, SlaWindowsMissed;
+    internal double ThrottledTicks;
+    internal readonly LatencyHistogram Total;
+    internal readonly LatencyHistogram[] Slices;
+
+    internal void Apply(ServiceLevel level, in SchedulerConstants k)
+    {
+        Level = level;
+        RTicksPerIo = level.ReservationIops > 0 ? k.Frequency / level.ReservationIops : 0;
+        RTicksPerByte = level.ReservationMbps > 0 ? k.Frequency / (level.ReservationMbps * 1e6) : 0;
+        LTicksPerIo = level.LimitIops > 0 ? k.Frequency / level.LimitIops : 0;
+        LTicksPerByte = level.LimitMbps > 0 ? k.Frequency / (level.LimitMbps * 1e6) : 0;
+        HasReservation = RTicksPerIo > 0 || RTicksPerByte > 0;
+        InverseWeight = 1 / level.Weight;
+        TargetMicros = level.LatencyTargetMs > 0 ? (long)Math.Ceiling(level.LatencyTargetMs * 1000) : 0;
+    }
+
+    /// <summary>Reservation spacing for <paramref name="bytes"/>: met by either dimension, so the smaller.</summary>
+    internal double ReservationDelta(int bytes)
+    {
+        if (RTicksPerIo > 0)
+            return RTicksPerByte > 0 ? Math.Min(RTicksPerIo, bytes * RTicksPerByte) : RTicksPerIo;
+        return bytes * RTicksPerByte;
+    }
+
+    /// <summary>Limit spacing for <paramref name="bytes"/>: both dimensions cap, so the larger.</summary>
+    internal double LimitDelta(int bytes, in SchedulerConstants k)
+    {
+        double delta = Math.Max(LTicksPerIo, bytes * LTicksPerByte);
+        if (HoldScale < 1)
+        {
+            // Held back: the rate measured when the hold began, scaled down; both dimensions cap.
+            double iops = Math.Max(HoldBaseIops * HoldScale, k.HoldBackMinIops);
+            double held = k.Frequency / iops;
+            if (HoldBaseBytesPerSecond > 0)
+                held = Math.Max(held, bytes * k.Frequency / (HoldBaseBytesPerSecond * HoldScale));
+            delta = Math.Max(delta, held);
+        }
+        return delta;
+    }
+}
+
+/// <summary>Scheduler-wide figures that tagging needs, copied once so the hot path reads fields.</summary>
+internal readonly struct SchedulerConstants
+{
+    public SchedulerConstants(QosSchedulerOptions options)
+    {
+        Frequency = options.TimeProvider.TimestampFrequency;
+        CostUnitBytes = options.CostUnitBytes;
+        HoldBackMinIops = options.HoldBackMinIops;
+        Slices = options.LatencyWindowSlices;
+    }
+
+    public readonly double Frequency;
+    public readonly double CostUnitBytes;
+    public readonly double HoldBackMinIops;
+    public readonly int Slices;
+}

@@ -1,0 +1,714 @@
+namespace Sluice.Qos;
+
+/// <summary>
+/// One device's I/O scheduler: an mClock tag scheduler (Gulati, Merchant, Varman, "mClock: Handling
+/// Throughput Variability for Hypervisor IO Scheduling", OSDI 2010) in front of a back end that is
+/// allowed <see cref="MaxOutstanding"/> requests at once.
+/// </summary>
+/// <remarks>
+/// <para><b>Tags.</b> Each function's requests wait in arrival order; the request at the head of a
+/// function's queue carries three tags, computed when it reaches the head (so a service-level change
+/// applies to the very next tag) from the previous request's tags and the request's arrival time
+/// <c>t</c>:
+/// <c>R = max(R' + dR, t)</c>, <c>L = max(L' + dL, t)</c>, <c>P = P' + cost / weight</c>.
+/// <c>dR</c> and <c>dL</c> are in real time: the reservation spacing is the smaller of
+/// <c>1/ReservationIops</c> and <c>bytes/ReservationBytesPerSecond</c> (a reservation is met by either
+/// figure), the limit spacing the larger of <c>1/LimitIops</c> and <c>bytes/LimitBytesPerSecond</c>
+/// (both limits hold). The proportional cost is <c>1 + bytes / CostUnitBytes</c> (64 KiB by default):
+/// one unit per I/O plus one per 64 KiB moved, so a 4 KiB read costs 1.06 and a 1 MiB read 17.</para>
+/// <para><b>Dispatch</b>, whenever a slot is free: first the constraint phase, the head with the
+/// smallest <c>R &lt;= now</c>; otherwise the weight phase, the head with the smallest <c>P</c> among
+/// functions whose <c>L &lt;= now</c>. A request sent in the weight phase moves its function's later
+/// reservation tags back by its <c>dR</c> (paper, section 3.1), so it is not counted twice. If nothing is
+/// eligible (every backlogged function is at its limit and none is due a reservation) the device is
+/// left idle and a timer wakes the scheduler at the earliest tag; otherwise it is work-conserving.</para>
+/// <para><b>Idle functions earn no credit.</b> <c>R</c> and <c>L</c> never fall behind the arrival time;
+/// when a function becomes backlogged again its <c>P</c> is raised to the smallest <c>P</c> among the
+/// functions already backlogged (or to the last <c>P</c> dispatched by weight when there are none).</para>
+/// <para><b>Latency targets and priority</b> (like Linux io.latency): latencies (enqueue to completion)
+/// go into a log-linear histogram per function, kept as <see cref="QosSchedulerOptions.LatencyWindowSlices"/>
+/// slices of the <see cref="QosSchedulerOptions.LatencyWindow"/>. When a slice closes, any function
+/// whose p99 in that slice is above its <see cref="ServiceLevel.LatencyTargetMs"/> has missed; every
+/// function of lower <see cref="ServiceLevel.Priority"/> than the highest-priority miss is held back:
+/// its weight-phase rate is capped at (rate measured when the hold began) x scale, and the scale is
+/// multiplied by <see cref="QosSchedulerOptions.HoldBackDecrease"/> per missed slice, down to
+/// <see cref="QosSchedulerOptions.HoldBackMinScale"/>, and raised by
+/// <see cref="QosSchedulerOptions.HoldBackRecovery"/> per slice without a miss, back to 1 (no hold).
+/// Reservations are never held back.</para>
+/// <para><b>Cost.</b> One lock per device; a scan over the backlogged functions per dispatch
+/// (O(backlogged functions)); request objects are pooled and awaited through
+/// <see cref="System.Threading.Tasks.Sources.ManualResetValueTaskSourceCore{TResult}"/>, so steady state
+/// allocates nothing. Dispatched callers are woken after the lock is released.</para>
+/// </remarks>
+public sealed class QosScheduler : IDisposable
+{
+    private static readonly Action<object?, CancellationToken> s_cancel =
+        static (state, token) => ((QosRequest)state!).Scheduler.Cancel((QosRequest)state, token);
+
+    private readonly Lock _lock = new();
+    private readonly QosSchedulerOptions _options;
+    private readonly TimeProvider _time;
+    private readonly SchedulerConstants _k;
+    private readonly bool _fifo;
+    private readonly long _origin;
+    private readonly Dictionary<string, FunctionHandle> _byName = new(StringComparer.Ordinal);
+    private readonly List<FunctionHandle> _functions = [];
+    private readonly ITimer _timer;
+    private readonly long _sliceTicks;
+
+    private FunctionHandle[] _active = new FunctionHandle[16];
+    private int _activeCount;
+    private QosRequest[] _pool = new QosRequest[64];
+    private int _poolCount;
+    private QosRequest? _fifoHead, _fifoTail;
+    private int _maxOutstanding, _outstanding, _queued;
+    private double _virtualTime;
+    private long _timerDue = long.MaxValue;
+    private long _sliceEnd;
+    private int _slice;
+    private bool _disposed;
+
+    /// <summary>Creates a scheduler with <paramref name="options"/> (defaults when null).</summary>
+    public QosScheduler(QosSchedulerOptions? options = null)
+    {
+        _options = options ?? new QosSchedulerOptions();
+        _options.Validate();
+        _time = _options.TimeProvider;
+        _k = new SchedulerConstants(_options);
+        _fifo = _options.Mode == QosMode.Fifo;
+        _maxOutstanding = _options.MaxOutstanding;
+        _origin = _time.GetTimestamp();
+        _sliceTicks = Math.Max(1, (long)(_options.LatencyWindow.TotalSeconds * _k.Frequency / _options.LatencyWindowSlices));
+        _sliceEnd = _sliceTicks;
+        _timer = _time.CreateTimer(static s => ((QosScheduler)s!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>Scheduling or FIFO.</summary>
+    public QosMode Mode => _options.Mode;
+
+    /// <summary>Requests allowed at the back end at once; may be changed at run time.</summary>
+    public int MaxOutstanding
+    {
+        get => Volatile.Read(ref _maxOutstanding);
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
+            QosRequest? wake;
+            lock (_lock)
+            {
+                _maxOutstanding = value;
+                wake = _disposed ? null : Dispatch(Now(), null, out _);
+            }
+            Signal(wake);
+        }
+    }
+
+    /// <summary>Adds a function; its name must be new to this scheduler.</summary>
+    /// <exception cref="ArgumentException">The level is invalid or the name is taken.</exception>
+    public FunctionHandle RegisterFunction(string name, ServiceLevel level)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(level);
+        level.Validate();
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_byName.ContainsKey(name))
+                throw new ArgumentException($"function '{name}' is already registered", nameof(name));
+            var function = new FunctionHandle(this, name, level, _k);
+            // No history: the first request's R and L tags are its arrival time.
+            function.RLast = function.LLast = double.NegativeInfinity;
+            function.PLast = _virtualTime;
+            _byName.Add(name, function);
+            _functions.Add(function);
+            return function;
+        }
+    }
+
+    /// <summary>The function called <paramref name="name"/>, if registered.</summary>
+    public bool TryGetFunction(string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out FunctionHandle? function)
+    {
+        lock (_lock)
+            return _byName.TryGetValue(name, out function);
+    }
+
+    /// <summary>Removes an idle function (nothing queued or outstanding); false if it is busy or unknown.</summary>
+    public bool TryRemoveFunction(string name)
+    {
+        lock (_lock)
+        {
+            if (!_byName.TryGetValue(name, out var function) || function.Queued > 0 || function.Outstanding > 0)
+                return false;
+            function.Removed = true;
+            _byName.Remove(name);
+            _functions.Remove(function);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Changes a function's service level at run time. Queued requests stay queued; the request at
+    /// the head of the function's queue is re-tagged at once and later ones are tagged with the new level.
+    /// </summary>
+    /// <exception cref="KeyNotFoundException">No such function.</exception>
+    public void UpdateServiceLevel(string name, ServiceLevel level)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(level);
+        level.Validate();
+        QosRequest? wake = null;
+        lock (_lock)
+        {
+            if (!_byName.TryGetValue(name, out var function))
+                throw new KeyNotFoundException($"no function '{name}'");
+            function.Apply(level, _k);
+            if (!_disposed && !_fifo)
+            {
+                long now = Now();
+                if (function.Head is not null)
+                {
+                    Untag(function);
+                    Tag(function, activation: false);
+                }
+                wake = Dispatch(now, null, out _);
+            }
+        }
+        Signal(wake);
+    }
+
+    /// <summary>
+    /// Queues a request of <paramref name="bytes"/> for <paramref name="function"/>; completes when the
+    /// scheduler sends it to the back end. Dispose the <see cref="Grant"/> when the I/O is done.
+    /// Completes synchronously when the request can go at once.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">Canceled while waiting (the request is withdrawn).</exception>
+    /// <exception cref="ObjectDisposedException">The scheduler was disposed.</exception>
+    public ValueTask<Grant> AcquireAsync(FunctionHandle function, int bytes, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(function);
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        if (!ReferenceEquals(function.Owner, this))
+            throw new ArgumentException($"function '{function.Name}' belongs to another scheduler", nameof(function));
+        if (cancellationToken.IsCancellationRequested)
+            return ValueTask.FromCanceled<Grant>(cancellationToken);
+
+        QosRequest request;
+        QosRequest? wake;
+        bool immediate;
+        int version;
+        short token;
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (function.Removed)
+                throw new InvalidOperationException($"function '{function.Name}' was removed");
+            long now = Now();
+            if (now >= _sliceEnd)
+                Rotate(now);
+            request = Rent();
+            request.Function = function;
+            request.Bytes = bytes;
+            request.Arrival = now;
+            request.State = QosRequest.States.Queued;
+            Enqueue(request);
+            wake = Dispatch(now, request, out immediate);
+            version = request.Version;
+            token = request.Core.Version;
+            // Registered under the lock so no dispatch can run before the registration exists
+            // (an already-canceled token runs the callback inline; the lock is re-entrant).
+            if (!immediate && cancellationToken.CanBeCanceled)
+                request.Registration = cancellationToken.UnsafeRegister(s_cancel, request);
+        }
+        Signal(wake);
+        return immediate ? new ValueTask<Grant>(new Grant(request, version)) : new ValueTask<Grant>(request, token);
+    }
+
+    /// <summary>Per-function counters and latency quantiles.</summary>
+    public QosSnapshot GetSnapshot()
+    {
+        lock (_lock)
+        {
+            long now = Now();
+            if (now >= _sliceEnd && !_disposed)
+                Rotate(now);
+            var list = new List<QosFunctionStats>(_functions.Count);
+            var window = new LatencyHistogram();
+            foreach (var f in _functions)
+            {
+                window.Clear();
+                foreach (var slice in f.Slices)
+                    window.Add(slice);
+                list.Add(new QosFunctionStats(
+                    f.Name, f.Level, f.CompletedIos, f.CompletedBytes, f.Queued, f.Outstanding,
+                    f.ReservationDispatches, f.WeightDispatches,
+                    TimeSpan.FromSeconds(Math.Max(0, Math.Min(f.ThrottledTicks, f.ThrottledTicks - (f.ThrottleEnd - now))) / _k.Frequency),
+                    f.TargetMisses, f.SlaWindowsMissed, f.HoldScale,
+                    LatencySummary.From(f.Total), LatencySummary.From(window)));
+            }
+            return new QosSnapshot(Mode, _maxOutstanding, _outstanding, _queued, list);
+        }
+    }
+
+    /// <summary>Fails every waiting request with <see cref="ObjectDisposedException"/>; outstanding grants may still be disposed.</summary>
+    public void Dispose()
+    {
+        QosRequest? head = null, tail = null;
+        lock (_lock)
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            var failure = new ObjectDisposedException(nameof(QosScheduler));
+            void Fail(QosRequest? r)
+            {
+                while (r is not null)
+                {
+                    var next = r.Next;
+                    r.Prev = r.Next = null;
+                    r.State = QosRequest.States.Canceled;
+                    r.Failure = failure;
+                    r.Function!.Queued--;
+                    Append(ref head, ref tail, r);
+                    r = next;
+                }
+            }
+            Fail(_fifoHead);
+            _fifoHead = _fifoTail = null;
+            for (int i = 0; i < _activeCount; i++)
+            {
+                var f = _active[i];
+                Fail(f.Head);
+                f.Head = f.Tail = null;
+                f.ActiveIndex = -1;
+                _active[i] = null!;
+            }
+            _activeCount = 0;
+            _queued = 0;
+        }
+        _timer.Dispose();
+        Signal(head);
+    }
+
+    internal void Release(QosRequest request, int version, long latencyMicros)
+    {
+        QosRequest? wake;
+        lock (_lock)
+        {
+            if (request.Version != version || request.State != QosRequest.States.Dispatched)
+                return; // disposed twice
+            long now = Now();
+            if (now >= _sliceEnd && !_disposed)
+                Rotate(now);
+            var f = request.Function!;
+            long micros = latencyMicros >= 0 ? latencyMicros : (long)((now - request.Arrival) * 1e6 / _k.Frequency);
+            f.CompletedIos++;
+            f.CompletedBytes += request.Bytes;
+            f.SliceIos++;
+            f.SliceBytes += request.Bytes;
+            f.Total.Record(micros);
+            f.Slices[_slice].Record(micros);
+            if (f.TargetMicros > 0 && micros > f.TargetMicros)
+                f.TargetMisses++;
+            f.Outstanding--;
+            _outstanding--;
+            Return(request);
+            wake = _disposed ? null : Dispatch(now, null, out _);
+        }
+        Signal(wake);
+    }
+
+    internal void Recycle(QosRequest request)
+    {
+        lock (_lock)
+            Return(request);
+    }
+
+    private void Cancel(QosRequest request, CancellationToken token)
+    {
+        lock (_lock)
+        {
+            if (request.State != QosRequest.States.Queued)
+                return; // dispatched (or failed) first
+            var f = request.Function!;
+            if (_fifo)
+            {
+                Unlink(ref _fifoHead, ref _fifoTail, request);
+            }
+            else
+            {
+                bool wasHead = f.Head == request;
+                if (wasHead)
+                    Untag(f);
+                Unlink(ref f.Head, ref f.Tail, request);
+                if (f.Head is null)
+                    Deactivate(f);
+                else if (wasHead)
+                    Tag(f, activation: false);
+            }
+            f.Queued--;
+            _queued--;
+            request.State = QosRequest.States.Canceled;
+        }
+        request.Core.SetException(new OperationCanceledException(token));
+    }
+
+    private void OnTimer()
+    {
+        QosRequest? wake;
+        lock (_lock)
+        {
+            if (_disposed)
+                return;
+            _timerDue = long.MaxValue;
+            long now = Now();
+            if (now >= _sliceEnd)
+                Rotate(now);
+            wake = Dispatch(now, null, out _);
+        }
+        Signal(wake);
+    }
+
+    private long Now() => _time.GetTimestamp() - _origin;
+
+    private QosRequest Rent()
+    {
+        if (_poolCount > 0)
+        {
+            var r = _pool[--_poolCount];
+            _pool[_poolCount] = null!;
+            return r;
+        }
+        return new QosRequest(this, _options.RunContinuationsAsynchronously);
+    }
+
+    private void Return(QosRequest r)
+    {
+        r.Version++;
+        r.State = QosRequest.States.Free;
+        r.Function = null;
+        r.Prev = r.Next = r.NextSignal = null;
+        r.Failure = null;
+        r.Registration = default;
+        r.Core.Reset();
+        if (_poolCount == _pool.Length)
+            Array.Resize(ref _pool, _pool.Length * 2);
+        _pool[_poolCount++] = r;
+    }
+
+    private void Enqueue(QosRequest r)
+    {
+        var f = r.Function!;
+        f.Queued++;
+        _queued++;
+        if (_fifo)
+        {
+            Append(ref _fifoHead, ref _fifoTail, r);
+            return;
+        }
+        bool activation = f.Head is null;
+        Append(ref f.Head, ref f.Tail, r);
+        if (activation)
+        {
+            if (_activeCount == _active.Length)
+                Array.Resize(ref _active, _active.Length * 2);
+            f.ActiveIndex = _activeCount;
+            _active[_activeCount++] = f;
+            Tag(f, activation: true);
+        }
+    }
+
+    /// <summary>Computes the tags of <paramref name="f"/>'s head from the previous tags (class remarks).</summary>
+    private void Tag(FunctionHandle f, bool activation)
+    {
+        var h = f.Head!;
+        double arrival = h.Arrival;
+        if (f.HasReservation)
+        {
+            double d = f.ReservationDelta(h.Bytes);
+            f.RLast = Math.Max(f.RLast + d, arrival);
+            f.HeadR = f.RLast;
+            f.HeadDeltaR = d;
+        }
+        else
+        {
+            f.RLast = arrival;
+            f.HeadR = double.PositiveInfinity;
+            f.HeadDeltaR = 0;
+        }
+
+        double dl = f.LimitDelta(h.Bytes, _k);
+        f.LLast = Math.Max(f.LLast + dl, arrival);
+        f.HeadL = f.LLast;
+        f.HeadDeltaL = dl;
+
+        double dp = (1 + h.Bytes / _k.CostUnitBytes) * f.InverseWeight;
+        if (activation)
+        {
+            // No credit for idling: start level with the backlogged functions.
+            double basis = double.PositiveInfinity;
+            for (int i = 0; i < _activeCount; i++)
+            {
+                var other = _active[i];
+                if (other != f && other.HeadP < basis)
+                    basis = other.HeadP;
+            }
+            if (double.IsPositiveInfinity(basis))
+                basis = _virtualTime;
+            f.PLast = Math.Max(f.PLast + dp, basis);
+        }
+        else
+        {
+            f.PLast += dp;
+        }
+        f.HeadP = f.PLast;
+        f.HeadDeltaP = dp;
+    }
+
+    /// <summary>Takes back the head's increments (before it is re-tagged or withdrawn).</summary>
+    private static void Untag(FunctionHandle f)
+    {
+        f.RLast -= f.HeadDeltaR;
+        f.LLast -= f.HeadDeltaL;
+        f.PLast -= f.HeadDeltaP;
+    }
+
+    private void Deactivate(FunctionHandle f)
+    {
+        int i = f.ActiveIndex;
+        var last = _active[--_activeCount];
+        _active[i] = last;
+        last.ActiveIndex = i;
+        _active[_activeCount] = null!;
+        f.ActiveIndex = -1;
+    }
+
+    /// <summary>
+    /// Sends requests while slots are free. Returns the dispatched requests (other than
+    /// <paramref name="self"/>) to wake once the lock is released.
+    /// </summary>
+    private QosRequest? Dispatch(long nowTicks, QosRequest? self, out bool selfDispatched)
+    {
+        selfDispatched = false;
+        QosRequest? head = null, tail = null;
+        if (_fifo)
+        {
+            while (_outstanding < _maxOutstanding && _fifoHead is { } r)
+            {
+                Unlink(ref _fifoHead, ref _fifoTail, r);
+                r.Function!.WeightDispatches++;
+                Start(r, DispatchPhase.Fifo, self, ref selfDispatched, ref head, ref tail);
+            }
+            return head;
+        }
+
+        double now = nowTicks;
+        while (_outstanding < _maxOutstanding && _activeCount > 0)
+        {
+            FunctionHandle? byReservation = null, byWeight = null;
+            double bestR = double.PositiveInfinity, bestP = double.PositiveInfinity, wakeAt = double.PositiveInfinity;
+            var active = _active;
+            for (int i = 0; i < _activeCount; i++)
+            {
+                var f = active[i];
+                double r = f.HeadR;
+                if (r <= now)
+                {
+                    if (r < bestR)
+                    {
+                        bestR = r;
+                        byReservation = f;
+                    }
+                }
+                else if (r < wakeAt)
+                {
+                    wakeAt = r;
+                }
+
+                double l = f.HeadL;
+                if (l <= now)
+                {
+                    if (f.HeadP < bestP)
+                    {
+                        bestP = f.HeadP;
+                        byWeight = f;
+                    }
+                }
+                else
+                {
+                    if (l < wakeAt)
+                        wakeAt = l;
+                    if (r > now && l > f.ThrottleEnd)
+                    {
+                        // Held by its limit while the device has room: count until its L tag is due.
+                        f.ThrottledTicks += l - Math.Max(now, f.ThrottleEnd);
+                        f.ThrottleEnd = l;
+                    }
+                }
+            }
+
+            FunctionHandle chosen;
+            DispatchPhase phase;
+            if (byReservation is not null)
+            {
+                chosen = byReservation;
+                phase = DispatchPhase.Reservation;
+                chosen.ReservationDispatches++;
+            }
+            else if (byWeight is not null)
+            {
+                chosen = byWeight;
+                phase = DispatchPhase.Weight;
+                chosen.WeightDispatches++;
+                // mClock 3.1: a request served by weight counts toward the reservation too.
+                chosen.RLast -= chosen.HeadDeltaR;
+                if (chosen.HeadP > _virtualTime)
+                    _virtualTime = chosen.HeadP;
+            }
+            else
+            {
+                ArmTimer(wakeAt, nowTicks);
+                break;
+            }
+
+            var request = chosen.Head!;
+            Unlink(ref chosen.Head, ref chosen.Tail, request);
+            if (chosen.Head is null)
+                Deactivate(chosen);
+            else
+                Tag(chosen, activation: false);
+            Start(request, phase, self, ref selfDispatched, ref head, ref tail);
+        }
+        return head;
+    }
+
+    private void Start(QosRequest r, DispatchPhase phase, QosRequest? self, ref bool selfDispatched, ref QosRequest? head, ref QosRequest? tail)
+    {
+        var f = r.Function!;
+        f.Queued--;
+        f.Outstanding++;
+        _queued--;
+        _outstanding++;
+        r.State = QosRequest.States.Dispatched;
+        r.Phase = phase;
+        if (r == self)
+            selfDispatched = true;
+        else
+            Append(ref head, ref tail, r, signal: true);
+    }
+
+    private void ArmTimer(double wakeAt, long now)
+    {
+        if (double.IsPositiveInfinity(wakeAt))
+            return;
+        long due = (long)Math.Ceiling(wakeAt);
+        if (due >= _timerDue)
+            return;
+        _timerDue = due;
+        long ticks = (long)Math.Ceiling((due - now) * TimeSpan.TicksPerSecond / _k.Frequency);
+        _timer.Change(TimeSpan.FromTicks(Math.Max(1, ticks)), Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>Closes latency slices up to <paramref name="now"/> and runs the hold-back controller.</summary>
+    private void Rotate(long now)
+    {
+        long closed = (now - _sliceEnd) / _sliceTicks + 1;
+        if (!_fifo)
+            HoldBack();
+        int slices = _options.LatencyWindowSlices;
+        for (long i = 0; i < Math.Min(closed, slices); i++)
+        {
+            _slice = (_slice + 1) % slices;
+            foreach (var f in _functions)
+                f.Slices[_slice].Clear();
+        }
+        _sliceEnd += closed * _sliceTicks;
+    }
+
+    private void HoldBack()
+    {
+        bool missed = false;
+        int missPriority = int.MinValue;
+        foreach (var f in _functions)
+        {
+            if (f.TargetMicros == 0)
+                continue;
+            var h = f.Slices[_slice];
+            if (h.Count > 0 && h.Quantile(0.99) > f.TargetMicros)
+            {
+                f.SlaWindowsMissed++;
+                missed = true;
+                missPriority = Math.Max(missPriority, f.Level.Priority);
+            }
+        }
+
+        double seconds = _sliceTicks / _k.Frequency;
+        foreach (var f in _functions)
+        {
+            if (missed && f.Level.Priority < missPriority)
+            {
+                if (f.HoldScale >= 1)
+                {
+                    f.HoldBaseIops = Math.Max(f.SliceIos / seconds, _options.HoldBackMinIops);
+                    f.HoldBaseBytesPerSecond = f.SliceBytes / seconds;
+                }
+                f.HoldScale = Math.Max(_options.HoldBackMinScale, f.HoldScale * _options.HoldBackDecrease);
+            }
+            else if (f.HoldScale < 1)
+            {
+                f.HoldScale = Math.Min(1, f.HoldScale + _options.HoldBackRecovery);
+            }
+            f.SliceIos = 0;
+            f.SliceBytes = 0;
+        }
+    }
+
+    private static void Signal(QosRequest? r)
+    {
+        while (r is not null)
+        {
+            var next = r.NextSignal;
+            r.NextSignal = null;
+            // Waits for a cancellation callback in flight, which then finds the request dispatched.
+            r.Registration.Dispose();
+            if (r.Failure is { } failure)
+                r.Core.SetException(failure);
+            else
+                r.Core.SetResult(new Grant(r, r.Version));
+            r = next;
+        }
+    }
+
+    private static void Append(ref QosRequest? head, ref QosRequest? tail, QosRequest r, bool signal = false)
+    {
+        if (signal)
+        {
+            r.NextSignal = null;
+            if (tail is null)
+                head = r;
+            else
+                tail.NextSignal = r;
+            tail = r;
+            return;
+        }
+        r.Next = null;
+        r.Prev = tail;
+        if (tail is null)
+            head = r;
+        else
+            tail.Next = r;
+        tail = r;
+    }
+
+    private static void Unlink(ref QosRequest? head, ref QosRequest? tail, QosRequest r)
+    {
+        if (r.Prev is null)
+            head = r.Next;
+        else
+            r.Prev.Next = r.Next;
+        if (r.Next is null)
+            tail = r.Prev;
+        else
+            r.Next.Prev = r.Prev;
+        r.Prev = r.Next = null;
+    }
+}

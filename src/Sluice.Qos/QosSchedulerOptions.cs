@@ -1,0 +1,97 @@
+namespace Sluice.Qos;
+
+/// <summary>How a <see cref="QosScheduler"/> orders requests.</summary>
+public enum QosMode
+{
+    /// <summary>mClock: reservations, limits and weights per function.</summary>
+    MClock,
+
+    /// <summary>No scheduling: arrival order, with the same bound on outstanding requests (for comparison).</summary>
+    Fifo,
+}
+
+/// <summary>Which rule let a request go to the back end.</summary>
+public enum DispatchPhase
+{
+    /// <summary>Its reservation tag was due (constraint-based phase).</summary>
+    Reservation,
+
+    /// <summary>It had the smallest proportional tag among functions under their limit (weight-based phase).</summary>
+    Weight,
+
+    /// <summary>FIFO mode: its turn in arrival order.</summary>
+    Fifo,
+}
+
+/// <summary>Settings of one device's scheduler. Every figure has a default.</summary>
+public sealed record QosSchedulerOptions
+{
+    /// <summary>Default for <see cref="MaxOutstanding"/>.</summary>
+    public const int DefaultMaxOutstanding = 32;
+
+    /// <summary>Default for <see cref="CostUnitBytes"/>.</summary>
+    public const int DefaultCostUnitBytes = 64 * 1024;
+
+    /// <summary>Scheduling or plain FIFO.</summary>
+    public QosMode Mode { get; init; } = QosMode.MClock;
+
+    /// <summary>
+    /// Requests allowed at the back end at once (config key <c>qos.maxOutstanding</c>). Beyond it
+    /// requests wait in the scheduler, so that the scheduler, not the device queue, picks the order.
+    /// </summary>
+    public int MaxOutstanding { get; init; } = DefaultMaxOutstanding;
+
+    /// <summary>
+    /// Size normalisation of the proportional (weight) cost: a request of <c>b</c> bytes costs
+    /// <c>1 + b / CostUnitBytes</c>, i.e. a fixed per-I/O part plus a transfer part
+    /// (config key <c>qos.costUnitBytes</c>).
+    /// </summary>
+    public int CostUnitBytes { get; init; } = DefaultCostUnitBytes;
+
+    /// <summary>The sliding window over which per-function latency quantiles are reported.</summary>
+    public TimeSpan LatencyWindow { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The window is kept as this many slices; the hold-back controller runs once per slice
+    /// (every <c>LatencyWindow / LatencyWindowSlices</c>, 100 ms by default) on the slice just closed.
+    /// </summary>
+    public int LatencyWindowSlices { get; init; } = 10;
+
+    /// <summary>Multiplicative decrease of a held-back function's effective limit per missed slice.</summary>
+    public double HoldBackDecrease { get; init; } = 0.5;
+
+    /// <summary>Additive recovery of the hold-back scale per slice in which every target is met.</summary>
+    public double HoldBackRecovery { get; init; } = 0.1;
+
+    /// <summary>The hold-back scale never goes below this.</summary>
+    public double HoldBackMinScale { get; init; } = 1.0 / 64;
+
+    /// <summary>A held-back function still gets at least this many IOPS in the weight phase.</summary>
+    public double HoldBackMinIops { get; init; } = 10;
+
+    /// <summary>
+    /// Run the awaiting code of a dispatched request on the thread pool (default) rather than inline
+    /// on the thread that freed the slot. Inline is for deterministic tests and benchmarks.
+    /// </summary>
+    public bool RunContinuationsAsynchronously { get; init; } = true;
+
+    /// <summary>Clock for tags, latencies and timers.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    internal void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxOutstanding);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(CostUnitBytes);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LatencyWindow, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(LatencyWindowSlices);
+        if (!(HoldBackDecrease > 0 && HoldBackDecrease < 1))
+            throw new ArgumentOutOfRangeException(nameof(HoldBackDecrease), HoldBackDecrease, "must be in (0, 1)");
+        if (!(HoldBackRecovery > 0 && HoldBackRecovery <= 1))
+            throw new ArgumentOutOfRangeException(nameof(HoldBackRecovery), HoldBackRecovery, "must be in (0, 1]");
+        if (!(HoldBackMinScale > 0 && HoldBackMinScale <= 1))
+            throw new ArgumentOutOfRangeException(nameof(HoldBackMinScale), HoldBackMinScale, "must be in (0, 1]");
+        if (!(HoldBackMinIops > 0))
+            throw new ArgumentOutOfRangeException(nameof(HoldBackMinIops), HoldBackMinIops, "must be > 0");
+        ArgumentNullException.ThrowIfNull(TimeProvider);
+    }
+}

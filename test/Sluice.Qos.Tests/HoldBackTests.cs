@@ -1,0 +1,61 @@
+namespace Sluice.Qos.Tests;
+
+public class HoldBackTests
+{
+    private static readonly ServiceLevel s_high = new() { Priority = 10, LatencyTargetMs = 3 };
+
+    [Fact]
+    public void HoldBack_HighPriorityMissesTarget_LowerPriorityThrottledAndTargetMet()
+    {
+        // Baseline without a target: h's share (1/5 of 8000 IOPS) at depth 8 queues for ~5 ms.
+        var (baseH, baseL, _) = Run(s_high with { LatencyTargetMs = 0 });
+        var (h, l, snapshot) = Run(s_high);
+
+        var stats = snapshot.Functions.ToDictionary(f => f.Name);
+        Assert.True(baseH.P99.TotalMilliseconds > 4, $"baseline p99 {baseH.P99}");
+        Assert.True(stats["h"].SlaWindowsMissed > 0);
+        Assert.True(stats["l"].HoldBackScale < 1 || l.Count < baseL.Count);
+        Assert.True(h.P99.TotalMilliseconds <= 3 * 1.25, $"held p99 {h.P99}");
+        Assert.True(l.Count < baseL.Count, "lower priority gave way");
+        Assert.True(l.Count > 0, "lower priority not starved");
+        // Equal priority (no target) is never held back.
+        Assert.Equal(1, stats["peer"].HoldBackScale);
+    }
+
+    [Fact]
+    public void HoldBack_TargetMetAgain_RecoversAdditively()
+    {
+        using var sim = new Simulation();
+        var h = sim.AddClient("h", s_high, depth: 8);
+        var l = sim.AddClient("l", new ServiceLevel { Weight = 4 }, depth: 32);
+        h.Start(); l.Start();
+        sim.Run(TimeSpan.FromSeconds(1));
+        h.Stop();
+        sim.Run(TimeSpan.FromMilliseconds(100));
+        double low = sim.Scheduler.GetSnapshot().Functions.Single(f => f.Name == "l").HoldBackScale;
+
+        sim.Run(TimeSpan.FromSeconds(1.2));
+
+        Assert.True(low < 1, $"held at {low}");
+        Assert.Equal(1, sim.Scheduler.GetSnapshot().Functions.Single(f => f.Name == "l").HoldBackScale);
+        // Back to the full device.
+        var now = sim.Elapsed;
+        sim.Run(TimeSpan.FromMilliseconds(200));
+        Assert.InRange(l.Iops(now, now + TimeSpan.FromMilliseconds(200)), 8000 * 0.97, 8000 * 1.01);
+    }
+
+    /// <summary>h (priority 10, depth 8, weight 1), l (priority 0, weight 4), peer (priority 10, no target, limit 500).</summary>
+    private static (LatencySummary H, LatencySummary L, QosSnapshot Snapshot) Run(ServiceLevel high)
+    {
+        using var sim = new Simulation();
+        var h = sim.AddClient("h", high, depth: 8);
+        var l = sim.AddClient("l", new ServiceLevel { Weight = 4 }, depth: 32);
+        var peer = sim.AddClient("peer", new ServiceLevel { Priority = 10, LimitIops = 500 }, depth: 4);
+        h.Start(); l.Start(); peer.Start();
+        sim.Run(TimeSpan.FromSeconds(3));
+        var snapshot = sim.Scheduler.GetSnapshot();
+        var stats = snapshot.Functions.ToDictionary(f => f.Name);
+        // The last second's window.
+        return (stats["h"].WindowLatency, stats["l"].WindowLatency, snapshot);
+    }
+}
