@@ -243,11 +243,11 @@ measure_syscalls() { # one extra run per target and workload under strace -c: sy
   strace -c -f -q -p "${PID[$t]}" -o "$sout" &
   spid=$!; sleep 0.5
   read -r iops ios < <(run_load "$w" "$t" "$DURATION" "$WRITE_COUNT" "$WORK/strace-run.$w.$t.out")
-  kill -INT "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true
-  total=$(awk '$NF == "total" {print $3}' "$sout")
+  kill -INT "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+  total=$(awk '$NF == "total" {print $4}' "$sout")
   local per; per=$(awk -v s="${total:-0}" -v n="$ios" 'BEGIN {if (n > 0) printf "%.2f", s / n; else print "nan"}')
   printf 'strace\t%s\t%s\t%s\t\t\t\t\t%s\t%s\n' "$w" "$(workload_desc "$w")" "$t" "$ios" "$per" >>"$RESULTS"
-  log "strace $w $t: $per syscalls/IO (${total:-?} calls, $ios I/Os under strace); top: $(awk 'NR>2 && $NF != "total" && NF>=5 {print $NF"="$4}' "$sout" | head -4 | tr '\n' ' ')"
+  log "strace $w $t: $per syscalls/IO (${total:-?} calls, $ios I/Os under strace); top: $(awk 'NR>2 && $NF != "total" && NF>=5 && $4 ~ /^[0-9]+$/ {print $4, $NF}' "$sout" | sort -rn | head -5 | awk '{printf "%s=%s ", $2, $1}')"
 }
 
 # --- run ----------------------------------------------------------------------------------
