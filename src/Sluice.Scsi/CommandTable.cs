@@ -113,6 +113,11 @@ internal static class CommandTable
         Add(0xAE, "WRITE AND VERIFY(12)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.WriteAndVerify);
         Add(0xAF, "VERIFY(12)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Verify);
 
+        // Atomic read-modify-write commands (RangeLock exclusive holders).
+        Add(0x89, "COMPARE AND WRITE", Out, [F, 0xFA, F, F, F, F, F, F, F, F, 0, 0, 0, F, G, 0], AtomicCommands.CompareAndWrite);
+        Add(0x8B, "ORWRITE(16)", Out, [F, 0xFA, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], AtomicCommands.OrWrite);
+        Add(0x9C, "WRITE ATOMIC(16)", Out, [F, 0xF8, F, F, F, F, F, F, F, F, 0, 0, F, F, G, 0], AtomicCommands.WriteAtomic);
+
         // Logical block provisioning (SBC-3 4.7). ANCHOR is not supported (ANC_SUP=0), so its
         // bit is reserved here and rejected by the usage check.
         Add(0x41, "WRITE SAME(10)", Out, [F, 0xE8, F, F, F, F, G, F, F, 0], ProvisioningCommands.WriteSame, 120);

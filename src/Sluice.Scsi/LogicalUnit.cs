@@ -41,6 +41,8 @@ public sealed class LogicalUnit
         long granularity = options.UnmapGranularityBytes ?? (device is MemoryBlockDevice memory ? memory.ChunkSize : 4096);
         UnmapGranularityBlocks = (uint)Math.Clamp(granularity / options.BlockSize, 1, uint.MaxValue);
         MaxWriteSameBlocks = (uint)Math.Clamp(options.MaxWriteSameLengthBytes / options.BlockSize, 1, uint.MaxValue);
+        MaxCompareAndWriteBlocks = (byte)Math.Clamp((1 << 20) / options.BlockSize, 1, Math.Max(1u, Math.Min(255u, MaxTransferBlocks / 2)));
+        MaxAtomicBlocks = (uint)Math.Clamp((1 << 20) / options.BlockSize, 1, Math.Min(ushort.MaxValue, MaxTransferBlocks));
         // libiscsi (and common initiators) treat a MAXIMUM UNMAP LBA COUNT above 1M as bogus.
         MaxUnmapBlocks = Math.Min(MaxWriteSameBlocks, 1u << 20);
         ModePages.InitDefaults(this);
@@ -68,6 +70,12 @@ public sealed class LogicalUnit
 
     /// <summary>OPTIMAL UNMAP GRANULARITY (SBC-3 6.5.3): the back end's allocation unit in blocks.</summary>
     internal uint UnmapGranularityBlocks { get; }
+
+    /// <summary>MAXIMUM COMPARE AND WRITE LENGTH (SBC-3 6.5.3).</summary>
+    internal byte MaxCompareAndWriteBlocks { get; }
+
+    /// <summary>MAXIMUM ATOMIC TRANSFER LENGTH (SBC-4 6.6.4); ATOMIC ALIGNMENT and GRANULARITY are 1.</summary>
+    internal uint MaxAtomicBlocks { get; }
 
     /// <summary>MAXIMUM WRITE SAME LENGTH (SBC-3 6.5.3).</summary>
     internal uint MaxWriteSameBlocks { get; }

@@ -84,12 +84,27 @@ internal sealed class RangeLock
         {
             // Take the signal before re-checking so a release in between is not missed.
             Task signal = Signal();
-            if (TryEnterShared(lba, blocks))
+            // Look before entering: a failed TryEnterShared pulses (for a draining exclusive
+            // holder) and would complete our own signal, turning this into a busy loop.
+            if (!IsHeldExclusively(lba, blocks) && TryEnterShared(lba, blocks))
             {
                 return new RangeHold(this, lba, blocks, false);
             }
             await signal.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    private bool IsHeldExclusively(ulong lba, ulong blocks)
+    {
+        var (first, count) = StripesOf(lba, blocks);
+        for (int i = 0; i < count; i++)
+        {
+            if (Volatile.Read(ref exclusive[(first + i) & StripeMask]) != 0)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>Waits until no other command holds any block of the range.</summary>

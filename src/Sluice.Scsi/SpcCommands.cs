@@ -228,6 +228,7 @@ internal static class SpcCommands
         // SBC-3 6.5.3, page length 3Ch.
         b[1] = 0xB0;
         BinaryPrimitives.WriteUInt16BigEndian(b[2..], 0x3C);
+        b[5] = lu.MaxCompareAndWriteBlocks;                                   // MAXIMUM COMPARE AND WRITE LENGTH
         BinaryPrimitives.WriteUInt16BigEndian(b[6..], 1);                     // OPTIMAL TRANSFER LENGTH GRANULARITY
         BinaryPrimitives.WriteUInt32BigEndian(b[8..], lu.MaxTransferBlocks); // MAXIMUM TRANSFER LENGTH
         BinaryPrimitives.WriteUInt32BigEndian(b[12..], lu.MaxTransferBlocks); // OPTIMAL TRANSFER LENGTH
@@ -241,6 +242,11 @@ internal static class SpcCommands
         // WSNZ=0: WRITE SAME with NUMBER OF LOGICAL BLOCKS 0 means "to the last LBA", within
         // MAXIMUM WRITE SAME LENGTH.
         BinaryPrimitives.WriteUInt64BigEndian(b[36..], lu.MaxWriteSameBlocks);              // MAXIMUM WRITE SAME LENGTH
+        // WRITE ATOMIC(16) (SBC-4 6.6.4): any aligned LBA, any length up to the maximum, no
+        // atomic boundaries (MAXIMUM ATOMIC BOUNDARY SIZE 0).
+        BinaryPrimitives.WriteUInt32BigEndian(b[44..], lu.MaxAtomicBlocks);                 // MAXIMUM ATOMIC TRANSFER LENGTH
+        BinaryPrimitives.WriteUInt32BigEndian(b[48..], 1);                                  // ATOMIC ALIGNMENT
+        BinaryPrimitives.WriteUInt32BigEndian(b[52..], 1);                                  // ATOMIC TRANSFER LENGTH GRANULARITY
         return 0x40;
     }
 
