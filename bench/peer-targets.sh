@@ -170,7 +170,13 @@ start_sluice() {
 # --- measurement --------------------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { # utime+stime of the whole process (all threads), /proc/PID/stat fields 14, 15
-  local s; s=$(<"/proc/$1/stat"); s="${s##*) }"; set -- $s; echo $(( ${12} + ${13} ))
+  local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  s="${s##*) }"; set -- $s; echo $(( ${12} + ${13} ))
+}
+ensure_up() { # a target that died (crash, or killed from outside) is started again, once per run
+  kill -0 "${PID[$1]}" 2>/dev/null && return 0
+  log "warning: $1 (pid ${PID[$1]}) is gone; starting it again"
+  "start_$1"; log "$1 up again: ${URL[$1]} (pid ${PID[$1]})"
 }
 workload_desc() {
   case "$1" in
@@ -219,9 +225,11 @@ printf 'round\tworkload\tdesc\ttarget\tiops\tmbps\tcpu_s\tbytes\tios\tsyscalls_p
 measure() { # measure ROUND WORKLOAD TARGET
   local rd="$1" w="$2" t="$3" qd bytes rnd tool c0 c1 iops ios
   read -r qd bytes rnd tool < <(workload_params "$w")
+  ensure_up "$t"
   c0=$(cpu_ticks "${PID[$t]}")
   read -r iops ios < <(run_load "$w" "$t" "$DURATION" "$WRITE_COUNT" "$WORK/run.$rd.$w.$t.out")
   c1=$(cpu_ticks "${PID[$t]}")
+  (( c1 >= c0 )) || { c1=$c0; iops=nan; ios=0; }  # died during the run: no figure
   local cpu mbps
   cpu=$(awk -v a="$c0" -v b="$c1" -v k="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / k}')
   mbps=$(awk -v i="$iops" -v b="$bytes" 'BEGIN {if (i == "nan") print "nan"; else printf "%.1f", i * b / 1e6}')
@@ -240,6 +248,7 @@ measure_loopback() { # measure_loopback ROUND
 
 measure_syscalls() { # one extra run per target and workload under strace -c: syscalls per I/O
   local w="$1" t="$2" sout="$WORK/strace.$w.$t.txt" spid iops ios total
+  ensure_up "$t"
   strace -c -f -q -p "${PID[$t]}" -o "$sout" &
   spid=$!; sleep 0.5
   read -r iops ios < <(run_load "$w" "$t" "$DURATION" "$WRITE_COUNT" "$WORK/strace-run.$w.$t.out")
@@ -262,7 +271,7 @@ wait_listen "$IPERF_PORT" "$IPERF_PID" iperf3-server
 
 log "warm-up: each workload once per target (${WARM_SECS}s)"
 for t in "${TLIST[@]}"; do
-  for w in "${WLIST[@]}"; do run_load "$w" "$t" "$WARM_SECS" $(( WRITE_COUNT / 10 )) "$WORK/warm.$w.$t.out" >/dev/null; done
+  for w in "${WLIST[@]}"; do ensure_up "$t"; run_load "$w" "$t" "$WARM_SECS" $(( WRITE_COUNT / 10 )) "$WORK/warm.$w.$t.out" >/dev/null; done
 done
 
 for (( r = 1; r <= ROUNDS; r++ )); do
