@@ -29,6 +29,9 @@ internal sealed class RawInitiator : IAsyncDisposable
 
     public ushort Tsih { get; private set; }
 
+    /// <summary>Offer HeaderDigest and DataDigest = CRC32C and turn them on after login.</summary>
+    public bool Digests { get; set; }
+
     public static async Task<RawInitiator> ConnectAsync(IPEndPoint endpoint)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -54,7 +57,8 @@ internal sealed class RawInitiator : IAsyncDisposable
             return (cls, detail, reply);
         }
 
-        var op = "HeaderDigest=None\0DataDigest=None\0MaxRecvDataSegmentLength=262144\0InitialR2T=No\0ImmediateData=Yes\0MaxBurstLength=1048576\0FirstBurstLength=65536\0ErrorRecoveryLevel=0\0";
+        string digest = Digests ? "CRC32C" : "None";
+        var op = $"HeaderDigest={digest}\0DataDigest={digest}\0MaxRecvDataSegmentLength=262144\0InitialR2T=No\0ImmediateData=Yes\0MaxBurstLength=1048576\0FirstBurstLength=65536\0ErrorRecoveryLevel=0\0";
         for (int round = 0; round < 4; round++)
         {
             var (c2, d2, r2) = await LoginStepAsync(csg: 1, nsg: 3, round == 0 ? op : "", tsih);
@@ -65,6 +69,12 @@ internal sealed class RawInitiator : IAsyncDisposable
 
             if (c2 != 0 || LastTransit)
             {
+                if (c2 == 0)
+                {
+                    Transport.HeaderDigest = reply.GetValueOrDefault("HeaderDigest") == "CRC32C";
+                    Transport.DataDigest = reply.GetValueOrDefault("DataDigest") == "CRC32C";
+                }
+
                 return (c2, d2, reply);
             }
         }
