@@ -32,7 +32,13 @@ IQN=iqn.2026-11.dev.sluice:bench
 TGTD_PID=""
 
 cleanup() {
-    [[ -n "$TGTD_PID" ]] && kill "$TGTD_PID" 2>/dev/null && wait "$TGTD_PID" 2>/dev/null || true
+    if [[ -n "$TGTD_PID" ]]; then
+        # tgtd ignores SIGTERM while targets exist: ask it to stop, then make sure.
+        tgtadm -C "$CTL" --op delete --mode system >/dev/null 2>&1 || true
+        sleep 0.2
+        kill -9 "$TGTD_PID" 2>/dev/null || true
+        wait "$TGTD_PID" 2>/dev/null || true
+    fi
     rm -f "$DISK"
 }
 trap cleanup EXIT
