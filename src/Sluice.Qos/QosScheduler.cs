@@ -56,7 +56,10 @@ public sealed class QosScheduler : IDisposable
     private readonly ITimer _timer;
     private readonly long _sliceTicks;
 
+    // Backlogged functions and, at the same index, their heads' tags: the dispatch scan reads the
+    // dense tag array only.
     private FunctionHandle[] _active = new FunctionHandle[16];
+    private HeadTags[] _tags = new HeadTags[16];
     private int _activeCount;
     private QosRequest[] _pool = new QosRequest[64];
     private int _poolCount;
@@ -410,7 +413,10 @@ public sealed class QosScheduler : IDisposable
         if (activation)
         {
             if (_activeCount == _active.Length)
+            {
                 Array.Resize(ref _active, _active.Length * 2);
+                Array.Resize(ref _tags, _tags.Length * 2);
+            }
             f.ActiveIndex = _activeCount;
             _active[_activeCount++] = f;
             Tag(f, activation: true);
@@ -446,11 +452,11 @@ public sealed class QosScheduler : IDisposable
         {
             // No credit for idling: start level with the backlogged functions.
             double basis = double.PositiveInfinity;
+            var tags = _tags;
             for (int i = 0; i < _activeCount; i++)
             {
-                var other = _active[i];
-                if (other != f && other.HeadP < basis)
-                    basis = other.HeadP;
+                if (i != f.ActiveIndex && tags[i].P < basis)
+                    basis = tags[i].P;
             }
             if (double.IsPositiveInfinity(basis))
                 basis = _virtualTime;
@@ -462,6 +468,7 @@ public sealed class QosScheduler : IDisposable
         }
         f.HeadP = f.PLast;
         f.HeadDeltaP = dp;
+        _tags[f.ActiveIndex] = new HeadTags(f.HeadR, f.HeadL, f.HeadP);
     }
 
     /// <summary>Takes back the head's increments (before it is re-tagged or withdrawn).</summary>
@@ -477,6 +484,7 @@ public sealed class QosScheduler : IDisposable
         int i = f.ActiveIndex;
         var last = _active[--_activeCount];
         _active[i] = last;
+        _tags[i] = _tags[_activeCount];
         last.ActiveIndex = i;
         _active[_activeCount] = null!;
         f.ActiveIndex = -1;
@@ -506,17 +514,18 @@ public sealed class QosScheduler : IDisposable
         {
             FunctionHandle? byReservation = null, byWeight = null;
             double bestR = double.PositiveInfinity, bestP = double.PositiveInfinity, wakeAt = double.PositiveInfinity;
-            var active = _active;
+            int reservationIndex = -1, weightIndex = -1;
+            var tags = _tags;
             for (int i = 0; i < _activeCount; i++)
             {
-                var f = active[i];
-                double r = f.HeadR;
+                ref readonly var t = ref tags[i];
+                double r = t.R;
                 if (r <= now)
                 {
                     if (r < bestR)
                     {
                         bestR = r;
-                        byReservation = f;
+                        reservationIndex = i;
                     }
                 }
                 else if (r < wakeAt)
@@ -524,19 +533,20 @@ public sealed class QosScheduler : IDisposable
                     wakeAt = r;
                 }
 
-                double l = f.HeadL;
+                double l = t.L;
                 if (l <= now)
                 {
-                    if (f.HeadP < bestP)
+                    if (t.P < bestP)
                     {
-                        bestP = f.HeadP;
-                        byWeight = f;
+                        bestP = t.P;
+                        weightIndex = i;
                     }
                 }
                 else
                 {
                     if (l < wakeAt)
                         wakeAt = l;
+                    var f = _active[i];
                     if (r > now && l > f.ThrottleEnd)
                     {
                         // Held by its limit while the device has room: count until its L tag is due.
@@ -545,6 +555,10 @@ public sealed class QosScheduler : IDisposable
                     }
                 }
             }
+            if (reservationIndex >= 0)
+                byReservation = _active[reservationIndex];
+            else if (weightIndex >= 0)
+                byWeight = _active[weightIndex];
 
             FunctionHandle chosen;
             DispatchPhase phase;
@@ -712,3 +726,6 @@ public sealed class QosScheduler : IDisposable
         r.Prev = r.Next = null;
     }
 }
+
+/// <summary>The tags of a backlogged function's head request.</summary>
+internal readonly record struct HeadTags(double R, double L, double P);
