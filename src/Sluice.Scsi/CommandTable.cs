@@ -16,6 +16,10 @@ internal enum CommandFlags
     DataOut = 16,
     /// <summary>Offered only when the LU is thin provisioned (SBC-3 4.7.3: LBPU/LBPWS).</summary>
     NeedsThin = 32,
+    /// <summary>Never RESERVATION CONFLICT under a persistent reservation (SPC-4 5.12.1 Table 46 "Allowed").</summary>
+    ReservationAllowed = 64,
+    /// <summary>Reads the medium: conflicts only with exclusive-access reservation types.</summary>
+    ReservationRead = 128,
 }
 
 /// <summary>
@@ -75,43 +79,45 @@ internal static class CommandTable
 
     static CommandTable()
     {
-        const CommandFlags Spc = CommandFlags.AnyLun | CommandFlags.IgnoresUnitAttention | CommandFlags.DataIn;
+        const CommandFlags Spc = CommandFlags.AnyLun | CommandFlags.IgnoresUnitAttention | CommandFlags.DataIn | CommandFlags.ReservationAllowed;
         const CommandFlags Medium = CommandFlags.NeedsMedium;
-        const CommandFlags In = CommandFlags.NeedsMedium | CommandFlags.DataIn;
+        const CommandFlags In = CommandFlags.NeedsMedium | CommandFlags.DataIn | CommandFlags.ReservationRead;
         const CommandFlags Out = CommandFlags.NeedsMedium | CommandFlags.DataOut;
+        const CommandFlags Allowed = CommandFlags.ReservationAllowed;
+        const CommandFlags Read = CommandFlags.ReservationRead;
 
         // SPC-4 primary commands.
-        Add(0x00, "TEST UNIT READY", Medium, [F, 0, 0, 0, 0, 0], SpcCommands.TestUnitReady);
+        Add(0x00, "TEST UNIT READY", Medium | Allowed, [F, 0, 0, 0, 0, 0], SpcCommands.TestUnitReady);
         Add(0x03, "REQUEST SENSE", Spc, [F, 0x01, 0, 0, F, 0], SpcCommands.RequestSense);
         Add(0x12, "INQUIRY", Spc, [F, 0x01, F, F, F, 0], SpcCommands.Inquiry);
         Add(0x15, "MODE SELECT(6)", CommandFlags.DataOut, [F, 0x11, 0, 0, F, 0], SpcCommands.ModeSelect);
-        Add(0x1A, "MODE SENSE(6)", CommandFlags.DataIn, [F, 0x08, F, F, F, 0], SpcCommands.ModeSense);
+        Add(0x1A, "MODE SENSE(6)", CommandFlags.DataIn | Read, [F, 0x08, F, F, F, 0], SpcCommands.ModeSense);
         Add(0x1B, "START STOP UNIT", CommandFlags.None, [F, 0x01, 0, 0x0F, 0xF7, 0], SpcCommands.StartStopUnit);
         Add(0x1E, "PREVENT ALLOW MEDIUM REMOVAL", CommandFlags.None, [F, 0, 0, 0, 0x03, 0], SpcCommands.PreventAllowMediumRemoval);
         Add(0x55, "MODE SELECT(10)", CommandFlags.DataOut, [F, 0x11, 0, 0, 0, 0, 0, F, F, 0], SpcCommands.ModeSelect);
-        Add(0x5A, "MODE SENSE(10)", CommandFlags.DataIn, [F, 0x18, F, F, 0, 0, 0, F, F, 0], SpcCommands.ModeSense);
+        Add(0x5A, "MODE SENSE(10)", CommandFlags.DataIn | Read, [F, 0x18, F, F, 0, 0, 0, F, F, 0], SpcCommands.ModeSense);
         Add(0xA0, "REPORT LUNS", Spc, [F, 0, F, 0, 0, 0, F, F, F, F, 0, 0], SpcCommands.ReportLuns);
 
         // SBC-3 block commands.
         Add(0x08, "READ(6)", In, [F, 0x1F, F, F, F, 0], SbcCommands.Read);
         Add(0x0A, "WRITE(6)", Out, [F, 0x1F, F, F, F, 0], SbcCommands.Write);
-        Add(0x25, "READ CAPACITY(10)", In, [F, 0, F, F, F, F, 0, 0, 0x01, 0], SbcCommands.ReadCapacity10);
+        Add(0x25, "READ CAPACITY(10)", In | Allowed, [F, 0, F, F, F, F, 0, 0, 0x01, 0], SbcCommands.ReadCapacity10);
         Add(0x28, "READ(10)", In, [F, 0xFE, F, F, F, F, G, F, F, 0], SbcCommands.Read);
         Add(0x2A, "WRITE(10)", Out, [F, 0xFA, F, F, F, F, G, F, F, 0], SbcCommands.Write);
         Add(0x2E, "WRITE AND VERIFY(10)", Out, [F, 0xF6, F, F, F, F, G, F, F, 0], SbcCommands.WriteAndVerify);
-        Add(0x2F, "VERIFY(10)", Out, [F, 0xF6, F, F, F, F, G, F, F, 0], SbcCommands.Verify);
-        Add(0x34, "PRE-FETCH(10)", Medium, [F, 0x02, F, F, F, F, G, F, F, 0], SbcCommands.PreFetch);
+        Add(0x2F, "VERIFY(10)", Out | Read, [F, 0xF6, F, F, F, F, G, F, F, 0], SbcCommands.Verify);
+        Add(0x34, "PRE-FETCH(10)", Medium | Read, [F, 0x02, F, F, F, F, G, F, F, 0], SbcCommands.PreFetch);
         Add(0x35, "SYNCHRONIZE CACHE(10)", Medium, [F, 0x06, F, F, F, F, G, F, F, 0], SbcCommands.SynchronizeCache);
         Add(0x88, "READ(16)", In, [F, 0xFE, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Read);
         Add(0x8A, "WRITE(16)", Out, [F, 0xFA, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Write);
         Add(0x8E, "WRITE AND VERIFY(16)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], SbcCommands.WriteAndVerify);
-        Add(0x8F, "VERIFY(16)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Verify);
-        Add(0x90, "PRE-FETCH(16)", Medium, [F, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], SbcCommands.PreFetch);
+        Add(0x8F, "VERIFY(16)", Out | Read, [F, 0xF6, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Verify);
+        Add(0x90, "PRE-FETCH(16)", Medium | Read, [F, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], SbcCommands.PreFetch);
         Add(0x91, "SYNCHRONIZE CACHE(16)", Medium, [F, 0x06, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], SbcCommands.SynchronizeCache);
         Add(0xA8, "READ(12)", In, [F, 0xFE, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Read);
         Add(0xAA, "WRITE(12)", Out, [F, 0xFA, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Write);
         Add(0xAE, "WRITE AND VERIFY(12)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.WriteAndVerify);
-        Add(0xAF, "VERIFY(12)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Verify);
+        Add(0xAF, "VERIFY(12)", Out | Read, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Verify);
 
         // Atomic read-modify-write commands (RangeLock exclusive holders).
         Add(0x89, "COMPARE AND WRITE", Out, [F, 0xFA, F, F, F, F, F, F, F, F, 0, 0, 0, F, G, 0], AtomicCommands.CompareAndWrite);
@@ -126,16 +132,33 @@ internal static class CommandTable
 
         // SERVICE ACTION IN(16) (9Eh): READ CAPACITY(16) is service action 10h (SBC-3 5.16),
         // GET LBA STATUS 12h (SBC-3 5.4).
-        AddSa(0x9E, 0x10, "READ CAPACITY(16)", In, [F, 0, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0], SbcCommands.ReadCapacity16);
+        AddSa(0x9E, 0x10, "READ CAPACITY(16)", In | Allowed, [F, 0, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0], SbcCommands.ReadCapacity16);
         AddSa(0x9E, 0x12, "GET LBA STATUS", In, [F, 0, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0], ProvisioningCommands.GetLbaStatus);
 
         // MAINTENANCE IN (A3h): REPORT SUPPORTED OPERATION CODES is service action 0Ch (SPC-4 6.35).
-        AddSa(0xA3, 0x0C, "REPORT SUPPORTED OPERATION CODES", CommandFlags.DataIn, [F, 0, 0x87, F, F, F, F, F, F, F, 0, 0], ReportSupportedOperationCodes.Execute);
+        AddSa(0xA3, 0x0C, "REPORT SUPPORTED OPERATION CODES", CommandFlags.DataIn | Allowed, [F, 0, 0x87, F, F, F, F, F, F, F, 0, 0], ReportSupportedOperationCodes.Execute);
+
+        // Reservations (SPC-4 6.15, 6.16; SPC-2 7.21-7.24). The handlers apply their own rules.
+        for (int sa = 0; sa <= 3; sa++)
+        {
+            AddSa(0x5E, sa, PrInNames[sa], CommandFlags.DataIn | Allowed, [F, 0, 0, 0, 0, 0, 0, F, F, 0], ReservationCommands.PersistentReserveIn);
+        }
+        for (int sa = 0; sa <= 7; sa++)
+        {
+            AddSa(0x5F, sa, PrOutNames[sa], CommandFlags.DataOut | Allowed, [F, 0, F, 0, 0, F, F, F, F, 0], ReservationCommands.PersistentReserveOut);
+        }
+        Add(0x16, "RESERVE(6)", Allowed, [F, 0, 0, 0, 0, 0], ReservationCommands.ReserveLegacy);
+        Add(0x17, "RELEASE(6)", Allowed, [F, 0, 0, 0, 0, 0], ReservationCommands.ReleaseLegacy);
+        Add(0x56, "RESERVE(10)", Allowed, [F, 0, 0, 0, 0, 0, 0, 0, 0, 0], ReservationCommands.ReserveLegacy);
+        Add(0x57, "RELEASE(10)", Allowed, [F, 0, 0, 0, 0, 0, 0, 0, 0, 0], ReservationCommands.ReleaseLegacy);
 
         AllCommands.Sort(static (a, b) => a.Opcode != b.Opcode ? a.Opcode.CompareTo(b.Opcode) : a.ServiceAction.CompareTo(b.ServiceAction));
     }
 
     private const uint DefaultTimeoutSeconds = 30;
+
+    private static readonly string[] PrInNames = ["PERSISTENT RESERVE IN / READ KEYS", "PERSISTENT RESERVE IN / READ RESERVATION", "PERSISTENT RESERVE IN / REPORT CAPABILITIES", "PERSISTENT RESERVE IN / READ FULL STATUS"];
+    private static readonly string[] PrOutNames = ["PERSISTENT RESERVE OUT / REGISTER", "PERSISTENT RESERVE OUT / RESERVE", "PERSISTENT RESERVE OUT / RELEASE", "PERSISTENT RESERVE OUT / CLEAR", "PERSISTENT RESERVE OUT / PREEMPT", "PERSISTENT RESERVE OUT / PREEMPT AND ABORT", "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", "PERSISTENT RESERVE OUT / REGISTER AND MOVE"];
 
     private static void Add(byte opcode, string name, CommandFlags flags, byte[] usage, CommandHandler handler, uint timeout = DefaultTimeoutSeconds)
     {

@@ -45,9 +45,15 @@ public sealed class LogicalUnit
         MaxAtomicBlocks = (uint)Math.Clamp((1 << 20) / options.BlockSize, 1, Math.Min(ushort.MaxValue, MaxTransferBlocks));
         // libiscsi (and common initiators) treat a MAXIMUM UNMAP LBA COUNT above 1M as bogus.
         MaxUnmapBlocks = Math.Min(MaxWriteSameBlocks, 1u << 20);
+        Reservations = new PersistentReservations(options.StateDirectory is { } dir
+            ? Path.Combine(dir, $"pr-lun{lun}.json")
+            : null);
         ModePages.InitDefaults(this);
         ApplyModePages();
     }
+
+    /// <summary>Persistent and RESERVE(6)/(10) reservations (SPC-4 5.12).</summary>
+    internal PersistentReservations Reservations { get; }
 
     public ulong Lun { get; }
 
@@ -148,7 +154,26 @@ public sealed class LogicalUnit
         }
     }
 
-    internal void RemoveNexus(ITNexus nexus) => nexuses.TryRemove(nexus, out _);
+    internal void RemoveNexus(ITNexus nexus)
+    {
+        nexuses.TryRemove(nexus, out _);
+        // I_T nexus loss releases a RESERVE(6)/(10) reservation (SPC-2 5.5.1); persistent
+        // reservations survive it (SPC-4 5.12.1).
+        ReleaseLegacy(nexus);
+    }
+
+    internal void ReleaseLegacy(ITNexus? nexus)
+    {
+        var pr = Reservations;
+        lock (pr.Gate)
+        {
+            if (pr.LegacyHolder is not null && (nexus is null || NexusComparer.Instance.Equals(pr.LegacyHolder, nexus)))
+            {
+                pr.LegacyHolder = null;
+                pr.UpdateActive();
+            }
+        }
+    }
 
     /// <summary>
     /// Logical unit reset (SAM-5 6.3.3 / hard reset): mode parameters return to their
@@ -167,5 +192,7 @@ public sealed class LogicalUnit
             pair.Value.Prevent = false;
             pair.Value.Add(ascAscq);
         }
+        // Resets release RESERVE(6)/(10) reservations, not persistent ones (SPC-4 5.12.1).
+        ReleaseLegacy(null);
     }
 }

@@ -34,6 +34,13 @@ public sealed class LogicalUnitOptions
     /// </summary>
     public long MaxWriteSameLengthBytes { get; set; } = 1L << 30;
 
+    /// <summary>
+    /// Directory for state that must survive a restart: persistent reservations made with
+    /// APTPL=1 go to <c>pr-lun&lt;N&gt;.json</c> here (written atomically). One directory per target.
+    /// Null: APTPL is not supported (REPORT CAPABILITIES PTPL_C=0).
+    /// </summary>
+    public string? StateDirectory { get; set; }
+
     /// <summary>OPTIMAL UNMAP GRANULARITY in bytes; null derives it from the back end (memory chunk, or 4 KiB).</summary>
     public long? UnmapGranularityBytes { get; set; }
 }

@@ -103,7 +103,34 @@ public sealed class ScsiTargetDevice
             return Responses.Done(Responses.InvalidFieldInCdb(request, lu, cdb.Length - 1));
         }
 
+        if (lu.Reservations.Active && lu.Reservations.Conflicts(descriptor, request.Nexus, cdb))
+        {
+            // SPC-4 5.12.1: RESERVATION CONFLICT status, no sense data.
+            return Responses.Done(new ScsiResponse(ScsiStatus.ReservationConflict, 0, 0, -1));
+        }
+
         return Dispatch(descriptor, lu, nexus, request, cancellationToken);
+    }
+
+    /// <summary>
+    /// Raised by PERSISTENT RESERVE OUT / PREEMPT AND ABORT (SPC-4 5.12.11.4.5) for each
+    /// preempted I_T nexus: the transport must abort every task of that nexus on that LUN (as
+    /// for ABORT TASK SET, without further unit attentions; the preempted nexus already has
+    /// REGISTRATIONS PREEMPTED pending). The LUN is the logical unit number, not the LUN field.
+    /// Runs on the thread completing the PERSISTENT RESERVE OUT; handlers must not block.
+    /// </summary>
+    public event Action<ITNexus, ulong>? TasksAbortRequested;
+
+    internal void RequestTaskAbort(ITNexus nexus, ulong lun)
+    {
+        try
+        {
+            TasksAbortRequested?.Invoke(nexus, lun);
+        }
+        catch (Exception ex)
+        {
+            Log.UnexpectedFailure(Logger, TargetName, lun, 0x5F, ex);
+        }
     }
 
     private ValueTask<ScsiResponse> Dispatch(CommandDescriptor descriptor, LogicalUnit? lu, NexusState? nexus, ScsiRequest request, CancellationToken cancellationToken)

@@ -36,6 +36,10 @@ internal static class Asc
     public const ushort ScsiBusResetOccurred = 0x2902;
     public const ushort BusDeviceResetFunctionOccurred = 0x2903;
     public const ushort ModeParametersChanged = 0x2A01;
+    public const ushort ReservationsPreempted = 0x2A03;
+    public const ushort ReservationsReleased = 0x2A04;
+    public const ushort RegistrationsPreempted = 0x2A05;
+    public const ushort InvalidReleaseOfPersistentReservation = 0x2604;
     public const ushort CommandsClearedByAnotherInitiator = 0x2F00;
     public const ushort SavingParametersNotSupported = 0x3900;
     public const ushort MediumNotPresent = 0x3A00;
