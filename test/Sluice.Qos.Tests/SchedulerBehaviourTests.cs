@@ -212,9 +212,15 @@ public class SchedulerBehaviourTests
         }
 
         Cycle(20_000);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Cycle(20_000);
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        // Best of three: a per-request allocation shows in every round, while a one-off runtime
+        // allocation (tier-up under a loaded machine) does not.
+        long allocated = long.MaxValue;
+        for (int round = 0; round < 3 && allocated > 0; round++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            Cycle(20_000);
+            allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
 
         Assert.Equal(0, allocated);
     }
