@@ -4,7 +4,8 @@ namespace Sluice.Storage;
 
 /// <summary>
 /// Where a logical unit keeps its data, as written in configuration:
-/// <c>memory:SIZE</c>, <c>file:PATH[:SIZE]</c> or <c>block:PATH</c>. Sizes follow <see cref="ByteSize"/>.
+/// <c>memory:SIZE</c>, <c>file:PATH[:SIZE]</c>, <c>block:PATH</c> or
+/// <c>model:SIZE[:iops=N,mbps=M,latency=X]</c> (<see cref="ModelBackendSpec"/>). Sizes follow <see cref="ByteSize"/>.
 /// </summary>
 public abstract record BackendSpec
 {
@@ -96,6 +97,9 @@ public abstract record BackendSpec
             spec = new BlockBackendSpec(rest);
             return true;
         }
+
+        if (kind.Equals("model", StringComparison.OrdinalIgnoreCase))
+            return ModelBackendSpec.TryParseBody(rest, out spec, out error);
 
         error = $"unknown back end '{kind}' (expected memory:, file: or block:)";
         return false;

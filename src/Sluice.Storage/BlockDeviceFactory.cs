@@ -6,7 +6,7 @@ public static class BlockDeviceFactory
     /// <summary>
     /// Opens <paramref name="spec"/>. A relative file path is taken under
     /// <paramref name="dataDirectory"/>, and a new file's directories are created.
-    /// <paramref name="writeThrough"/> makes every write synchronous (ignored for memory).
+    /// <paramref name="writeThrough"/> makes every write synchronous (ignored for memory and model).
     /// </summary>
     /// <exception cref="StorageException">The back end can't be opened; the message says which and why.</exception>
     public static IBlockDevice Open(BackendSpec spec, string dataDirectory, bool readOnly, bool writeThrough)
@@ -18,6 +18,7 @@ public static class BlockDeviceFactory
             MemoryBackendSpec memory => new MemoryBlockDevice(memory.Size, readOnly),
             FileBackendSpec file => FileBlockDevice.OpenFile(ResolvePath(file.Path, dataDirectory), file.Size, readOnly, writeThrough),
             BlockBackendSpec block => FileBlockDevice.OpenBlockDevice(block.Path, readOnly, writeThrough),
+            ModelBackendSpec model => new ModelBlockDevice(model, readOnly),
             _ => throw new ArgumentException($"unsupported back end '{spec}'", nameof(spec)),
         };
     }

@@ -467,7 +467,7 @@ internal sealed partial class IscsiConnection
 
     private async Task ExecuteAsync(ScsiTask task)
     {
-        var device = _session!.Target!.Device;
+        var target = _session!.Target!;
         var request = task.Request;
         request.DataOut = task.OutBuffer is null ? ReadOnlyMemory<byte>.Empty : task.OutBuffer.AsMemory(0, task.Received);
         request.DataIn = task.InBuffer is null ? Memory<byte>.Empty : task.InBuffer.AsMemory(0, task.InLength);
@@ -476,7 +476,9 @@ internal sealed partial class IscsiConnection
             ScsiResponse response;
             try
             {
-                response = await device.ExecuteAsync(request, task.Cancellation.Token).ConfigureAwait(false);
+                // The function's device scheduler (if any) admits the command first; the session's
+                // CmdSN window already bounds how many commands one session can queue here.
+                response = await target.ExecuteAsync(request, Math.Max(task.InLength, task.Received), task.Cancellation.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {

@@ -18,6 +18,18 @@ internal sealed class TargetNode
 
     public ScsiTargetDevice Device { get; }
 
+    /// <summary>The scheduled LUNs when the target belongs to a function; null means no scheduling at all.</summary>
+    public TargetScheduling? Scheduling { get; set; }
+
+    /// <summary>
+    /// Runs one SCSI command, behind its function's device scheduler when the LUN is scheduled.
+    /// <paramref name="bytes"/> is the transfer size the scheduler charges.
+    /// </summary>
+    public ValueTask<ScsiResponse> ExecuteAsync(ScsiRequest request, int bytes, CancellationToken cancellationToken) =>
+        Scheduling is { } scheduling
+            ? scheduling.ExecuteAsync(Device, request, bytes, cancellationToken)
+            : Device.ExecuteAsync(request, cancellationToken);
+
     /// <summary>ACL check: empty list admits everyone (names compare case-insensitively, RFC 7143 §4.2.7.1).</summary>
     public bool Admits(string initiatorName)
     {

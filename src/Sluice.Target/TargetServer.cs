@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Sluice.Iscsi.Login;
 using Sluice.Offload;
 using Sluice.Iscsi.Chap;
+using Sluice.Qos;
 using Sluice.Scsi;
 using Sluice.Storage;
 using Sluice.Target.Configuration;
@@ -19,6 +20,7 @@ public sealed class TargetServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly Dictionary<string, TargetNode> _targets = new(StringComparer.OrdinalIgnoreCase);
     private readonly List<IBlockDevice> _devices = [];
+    private readonly Dictionary<string, IBlockDevice> _sharedDevices = new(StringComparer.Ordinal);
     private readonly List<(Socket Socket, ushort Tpgt, Task Loop)> _listeners = [];
     private readonly Lock _connectionsLock = new();
     private readonly HashSet<IscsiConnection> _connections = [];
@@ -48,6 +50,7 @@ public sealed class TargetServer : IAsyncDisposable
         };
         OffloadMode = string.Equals(config.Offload, "none", StringComparison.OrdinalIgnoreCase) ? OffloadMode.None : OffloadMode.Auto;
         LoginHost = new LoginHostAdapter(this);
+        Functions = new FunctionRegistry(config);
     }
 
     /// <summary>The bound listen endpoints (port 0 in the config resolves to the real port).</summary>
@@ -62,6 +65,17 @@ public sealed class TargetServer : IAsyncDisposable
     internal ITargetLoginHost LoginHost { get; }
 
     internal SessionRegistry Sessions { get; } = new();
+
+    /// <summary>The functions' device schedulers and which (target, LUN) queues where.</summary>
+    internal FunctionRegistry Functions { get; }
+
+    /// <summary>Changes a function's service level on every device it uses (for <c>sluice fn set</c>).</summary>
+    /// <exception cref="KeyNotFoundException">No such function.</exception>
+    /// <exception cref="ArgumentException">The level is invalid.</exception>
+    internal void SetServiceLevel(string function, ServiceLevel level) => Functions.SetServiceLevel(function, level);
+
+    /// <summary>Every device scheduler's counters, by device (for stats and metrics).</summary>
+    internal IReadOnlyDictionary<string, QosSnapshot> GetQosSnapshot() => Functions.GetSnapshot();
 
     /// <summary>Opens the back ends and starts listening; throws on any configuration problem, leaving nothing open.</summary>
     public Task StartAsync(CancellationToken cancellationToken = default)
@@ -85,6 +99,7 @@ public sealed class TargetServer : IAsyncDisposable
                 socket.Dispose();
             }
 
+            Functions.Dispose();
             foreach (var d in _devices)
             {
                 d.DisposeAsync().AsTask().GetAwaiter().GetResult();
@@ -99,19 +114,54 @@ public sealed class TargetServer : IAsyncDisposable
     private void OpenTargets()
     {
         Directory.CreateDirectory(_config.DataDir);
-        foreach (var t in _config.Targets)
+        foreach (var d in _config.Devices)
         {
-            List<LogicalUnit> units = [];
-            foreach (var lun in t.Luns)
+            if (!BackendSpec.TryParse(d.Backend, out var spec, out var error))
             {
-                if (!BackendSpec.TryParse(lun.Backend, out var spec, out var error))
+                throw new InvalidOperationException($"devices[{d.Name}].backend: {error}");
+            }
+
+            var device = BlockDeviceFactory.Open(spec!, _config.DataDir, readOnly: false, writeThrough: false);
+            _devices.Add(device);
+            _sharedDevices.Add(d.Name, device);
+        }
+
+        var slices = SlicePlacement.Plan(_config).ToDictionary(p => (p.Target, p.Lun));
+        for (int ti = 0; ti < _config.Targets.Count; ti++)
+        {
+            var t = _config.Targets[ti];
+            string? function = Functions.FunctionOf(t.Name);
+            TargetScheduling? scheduling = null;
+            List<LogicalUnit> units = [];
+            for (int li = 0; li < t.Luns.Count; li++)
+            {
+                var lun = t.Luns[li];
+                bool writeThrough = string.Equals(lun.CacheMode, "write-through", StringComparison.OrdinalIgnoreCase);
+                IBlockDevice device;
+                string deviceKey;
+                if (slices.TryGetValue((ti, li), out var slice))
                 {
-                    throw new InvalidOperationException($"targets[{t.Name}].luns[{lun.Number}].backend: {error}");
+                    // The shared device stays open for the other slices; the slice only checks its window.
+                    device = new SliceBlockDevice(_sharedDevices[slice.Device], slice.Offset, slice.Size, lun.ReadOnly, writeThrough);
+                    deviceKey = slice.Device;
+                }
+                else
+                {
+                    if (!BackendSpec.TryParse(lun.Backend, out var spec, out var error))
+                    {
+                        throw new InvalidOperationException($"targets[{t.Name}].luns[{lun.Number}].backend: {error}");
+                    }
+
+                    device = BlockDeviceFactory.Open(spec!, _config.DataDir, lun.ReadOnly, writeThrough);
+                    _devices.Add(device);
+                    deviceKey = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{t.Name}/{lun.Number}");
                 }
 
-                bool writeThrough = string.Equals(lun.CacheMode, "write-through", StringComparison.OrdinalIgnoreCase);
-                var device = BlockDeviceFactory.Open(spec!, _config.DataDir, lun.ReadOnly, writeThrough);
-                _devices.Add(device);
+                if (function is not null)
+                {
+                    scheduling = Functions.Add(function, t.Name, lun.Number, deviceKey);
+                }
+
                 var options = new LogicalUnitOptions
                 {
                     BlockSize = lun.BlockSize,
@@ -126,7 +176,7 @@ public sealed class TargetServer : IAsyncDisposable
             }
 
             var scsi = new ScsiTargetDevice(t.Name, units, _loggerFactory.CreateLogger("Sluice.Scsi"));
-            _targets.Add(t.Name, new TargetNode(t, scsi));
+            _targets.Add(t.Name, new TargetNode(t, scsi) { Scheduling = scheduling });
         }
     }
 
@@ -443,6 +493,7 @@ public sealed class TargetServer : IAsyncDisposable
             }
         }
 
+        Functions.Dispose();
         foreach (var d in _devices)
         {
             await d.DisposeAsync().ConfigureAwait(false);

@@ -16,8 +16,11 @@ public class ConfigLoaderTests
 
         Assert.Equal(3, config.Portals.Count);
         Assert.Equal("::1", config.Portals[1].Host);
-        Assert.Equal(2, config.Targets.Count);
+        Assert.Equal(4, config.Targets.Count);
         Assert.Equal("iqn.2026-11.dev.sluice:default", config.Targets[0].Name);
+        Assert.Equal("pool", Assert.Single(config.Devices).Name);
+        Assert.Equal(["gold", "bulk"], config.Functions.Select(f => f.Name));
+        Assert.Equal("mclock", config.Qos.Mode);
         Assert.Equal(4096, config.Targets[0].Luns[1].BlockSize);
         Assert.Equal("write-through", config.Targets[0].Luns[1].CacheMode);
         Assert.True(config.Targets[1].Luns[0].ReadOnly);

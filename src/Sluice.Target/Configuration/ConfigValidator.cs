@@ -29,8 +29,190 @@ public static class ConfigValidator
         var groupTags = ValidatePortals(c.Portals);
         if (c.DiscoveryChap is not null)
             ValidateChap(c.DiscoveryChap, "discoveryChap");
-        ValidateTargets(c, groupTags);
+        // A file or device behind two LUNs (or a LUN and a shared device) would be written by both: refuse it.
+        var stores = new Dictionary<string, string>(StringComparer.Ordinal);
+        var devices = ValidateDevices(c, stores);
+        ValidateTargets(c, groupTags, stores);
+        ValidateSlices(c, devices);
+        ValidateFunctions(c, devices);
+        ValidateQos(c.Qos);
         ValidateLimits(c.Limits);
+    }
+
+    /// <summary>Shared devices: name to (index, size when the spec states it).</summary>
+    private static Dictionary<string, (int Index, long? Size)> ValidateDevices(ServerConfig c, Dictionary<string, string> stores)
+    {
+        if (c.Devices is null)
+            throw new ConfigException("devices", "must be an array, not null");
+        var devices = new Dictionary<string, (int Index, long? Size)>(StringComparer.Ordinal);
+        for (int d = 0; d < c.Devices.Count; d++)
+        {
+            string at = $"devices[{d}]";
+            var device = c.Devices[d] ?? throw new ConfigException(at, "must be an object, not null");
+            ValidateName(device.Name, $"{at}.name");
+            if (devices.TryGetValue(device.Name, out var other))
+                throw new ConfigException($"{at}.name", $"duplicate device '{device.Name}' (same as devices[{other.Index}])");
+            if (DeviceSlice.IsSlice(device.Backend))
+                throw new ConfigException($"{at}.backend", "a shared device cannot be a slice of another device");
+            var size = ValidateBackend(device.Backend, $"{at}.backend", 512, c.DataDir, stores);
+            devices.Add(device.Name, (d, size));
+        }
+        return devices;
+    }
+
+    /// <summary>Checks a memory/file/block/model spec; returns its size when the spec states one.</summary>
+    private static long? ValidateBackend(string backend, string at, int blockSize, string dataDir, Dictionary<string, string> stores)
+    {
+        if (!BackendSpec.TryParse(backend, out var spec, out string? error))
+            throw new ConfigException(at, error);
+        long? size = spec switch
+        {
+            MemoryBackendSpec m => m.Size,
+            FileBackendSpec f => f.Size,
+            ModelBackendSpec m => m.Size,
+            _ => null,
+        };
+        if (size is { } bytes && bytes % blockSize != 0)
+            throw new ConfigException(at, $"size {bytes} bytes is not a whole number of {blockSize}-byte blocks");
+
+        string? store = spec switch
+        {
+            FileBackendSpec f => Path.GetFullPath(f.Path, dataDir),
+            BlockBackendSpec b => Path.GetFullPath(b.Path),
+            _ => null,
+        };
+        string owner = at.EndsWith(".backend", StringComparison.Ordinal) ? at[..^".backend".Length] : at;
+        if (store is not null && !stores.TryAdd(store, owner))
+            throw new ConfigException(at, $"'{store}' is already used by {stores[store]}");
+        return size;
+    }
+
+    /// <summary>Slices: their device exists, they fit it, are whole blocks and do not overlap.</summary>
+    private static void ValidateSlices(ServerConfig c, Dictionary<string, (int Index, long? Size)> devices)
+    {
+        var placements = SlicePlacement.Plan(c);
+        foreach (var p in placements)
+        {
+            string at = $"{p.At}.backend";
+            if (!devices.TryGetValue(p.Device, out var device))
+                throw new ConfigException(at, $"unknown device '{p.Device}' (not in devices[])");
+            int blockSize = c.Targets[p.Target].Luns[p.Lun].BlockSize;
+            if (p.Offset % blockSize != 0 || p.Size % blockSize != 0)
+                throw new ConfigException(at, $"offset {p.Offset} and size {p.Size} must be whole {blockSize}-byte blocks");
+            if (p.Offset > long.MaxValue - p.Size || (device.Size is { } deviceSize && p.End > deviceSize))
+                throw new ConfigException(at, $"slice [{p.Offset}, {p.Offset + p.Size}) does not fit device '{p.Device}' ({device.Size} bytes)");
+        }
+
+        foreach (var group in placements.GroupBy(p => p.Device, StringComparer.Ordinal))
+        {
+            var sorted = group.OrderBy(p => p.Offset).ToList();
+            for (int i = 1; i < sorted.Count; i++)
+            {
+                var (a, b) = (sorted[i - 1], sorted[i]);
+                if (b.Offset < a.End)
+                {
+                    var (first, second) = (a.Target, a.Lun).CompareTo((b.Target, b.Lun)) < 0 ? (a, b) : (b, a);
+                    throw new ConfigException(
+                        $"{second.At}.backend",
+                        $"slice [{second.Offset}, {second.End}) of device '{second.Device}' overlaps {first.At} [{first.Offset}, {first.End})");
+                }
+            }
+        }
+    }
+
+    private static void ValidateFunctions(ServerConfig c, Dictionary<string, (int Index, long? Size)> devices)
+    {
+        if (c.Functions is null)
+            throw new ConfigException("functions", "must be an array, not null");
+        var names = new Dictionary<string, int>(StringComparer.Ordinal);
+        // Target name -> the function that has it.
+        var owner = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var targetNames = new HashSet<string>(c.Targets.Select(t => t.Name), StringComparer.OrdinalIgnoreCase);
+        for (int f = 0; f < c.Functions.Count; f++)
+        {
+            string at = $"functions[{f}]";
+            var function = c.Functions[f] ?? throw new ConfigException(at, "must be an object, not null");
+            ValidateName(function.Name, $"{at}.name");
+            if (!names.TryAdd(function.Name, f))
+                throw new ConfigException($"{at}.name", $"duplicate function '{function.Name}' (same as functions[{names[function.Name]}])");
+            if (function.Targets is null || function.Targets.Count == 0)
+                throw new ConfigException($"{at}.targets", "at least one target is required");
+            for (int i = 0; i < function.Targets.Count; i++)
+            {
+                string target = function.Targets[i];
+                if (target is null || !targetNames.Contains(target))
+                    throw new ConfigException($"{at}.targets[{i}]", $"unknown target '{target}' (not in targets[])");
+                if (owner.TryGetValue(target, out string? previous))
+                {
+                    throw new ConfigException(
+                        $"{at}.targets[{i}]",
+                        previous == function.Name ? $"'{target}' is listed twice" : $"'{target}' already belongs to function '{previous}' (a target belongs to at most one function)");
+                }
+                owner.Add(target, function.Name);
+            }
+
+            Rate(function.ReservationIops, $"{at}.reservationIops");
+            Rate(function.ReservationMbps, $"{at}.reservationMbps");
+            Rate(function.LimitIops, $"{at}.limitIops");
+            Rate(function.LimitMbps, $"{at}.limitMbps");
+            Rate(function.LatencyTargetMs, $"{at}.latencyTargetMs");
+            if (!(function.Weight > 0) || !double.IsFinite(function.Weight))
+                throw new ConfigException($"{at}.weight", string.Create(CultureInfo.InvariantCulture, $"must be a number > 0 (got {function.Weight})"));
+            if (function.Priority is < 0 or > 255)
+                throw new ConfigException($"{at}.priority", string.Create(CultureInfo.InvariantCulture, $"must be between 0 and 255 (got {function.Priority})"));
+            if (function.LimitIops > 0 && function.LimitIops < function.ReservationIops)
+                throw new ConfigException($"{at}.limitIops", string.Create(CultureInfo.InvariantCulture, $"must not be below reservationIops ({function.LimitIops} < {function.ReservationIops})"));
+            if (function.LimitMbps > 0 && function.LimitMbps < function.ReservationMbps)
+                throw new ConfigException($"{at}.limitMbps", string.Create(CultureInfo.InvariantCulture, $"must not be below reservationMbps ({function.LimitMbps} < {function.ReservationMbps})"));
+        }
+
+        // A shared device that any function uses is scheduled; I/O from a target outside every
+        // function would bypass the scheduler and eat the functions' reservations.
+        var placements = SlicePlacement.Plan(c);
+        foreach (var device in devices.Keys)
+        {
+            var users = placements.Where(p => p.Device == device).ToList();
+            var scheduled = users.FirstOrDefault(p => owner.ContainsKey(c.Targets[p.Target].Name));
+            var unscheduled = users.FirstOrDefault(p => !owner.ContainsKey(c.Targets[p.Target].Name));
+            if (scheduled is not null && unscheduled is not null)
+            {
+                throw new ConfigException(
+                    $"{unscheduled.At}.backend",
+                    $"device '{device}' is shared by function '{owner[c.Targets[scheduled.Target].Name]}', so target '{c.Targets[unscheduled.Target].Name}' must be in a function too");
+            }
+        }
+    }
+
+    private static void ValidateQos(QosConfig? q)
+    {
+        if (q is null)
+            throw new ConfigException("qos", "must be an object, not null");
+        if (q.Mode is not ("mclock" or "fifo"))
+            throw new ConfigException("qos.mode", $"must be mclock or fifo (got '{q.Mode}')");
+        if (q.MaxOutstanding is < 1 or > 65535)
+            throw new ConfigException("qos.maxOutstanding", string.Create(CultureInfo.InvariantCulture, $"must be between 1 and 65535 (got {q.MaxOutstanding})"));
+        if (q.CostUnitBytes is < 512 or > 1 << 30)
+            throw new ConfigException("qos.costUnitBytes", string.Create(CultureInfo.InvariantCulture, $"must be between 512 and {1 << 30} (got {q.CostUnitBytes})"));
+    }
+
+    private static void Rate(double value, string at)
+    {
+        if (!(value >= 0) || !double.IsFinite(value))
+            throw new ConfigException(at, string.Create(CultureInfo.InvariantCulture, $"must be a number >= 0, 0 for none (got {value})"));
+    }
+
+    // Device and function names: short identifiers that are safe in logs, metrics labels and URLs.
+    private static void ValidateName(string? name, string at)
+    {
+        if (string.IsNullOrEmpty(name))
+            throw new ConfigException(at, "must not be empty");
+        if (name.Length > 64)
+            throw new ConfigException(at, $"must be at most 64 characters (got {name.Length})");
+        foreach (char ch in name)
+        {
+            if (!(char.IsAsciiLetterOrDigit(ch) || ch is '-' or '_' or '.'))
+                throw new ConfigException(at, $"invalid name '{name}' (letters, digits, '-', '_' and '.' only)");
+        }
     }
 
     private static HashSet<ushort> ValidatePortals(List<PortalConfig>? portals)
@@ -59,15 +241,13 @@ public static class ConfigValidator
         return groupTags;
     }
 
-    private static void ValidateTargets(ServerConfig c, HashSet<ushort> groupTags)
+    private static void ValidateTargets(ServerConfig c, HashSet<ushort> groupTags, Dictionary<string, string> stores)
     {
         var targets = c.Targets;
         if (targets is null || targets.Count == 0)
             throw new ConfigException("targets", "at least one target is required");
 
         var names = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
-        // A file or device behind two LUNs would be written by both: refuse it.
-        var stores = new Dictionary<string, string>(StringComparer.Ordinal);
         for (int t = 0; t < targets.Count; t++)
         {
             string at = $"targets[{t}]";
@@ -127,25 +307,15 @@ public static class ConfigValidator
             if (lun.Serial is not null)
                 ValidateText(lun.Serial, $"{at}.serial", maxLength: 64);
 
-            if (!BackendSpec.TryParse(lun.Backend, out var spec, out string? error))
-                throw new ConfigException($"{at}.backend", error);
-            long? size = spec switch
+            if (DeviceSlice.IsSlice(lun.Backend))
             {
-                MemoryBackendSpec m => m.Size,
-                FileBackendSpec f => f.Size,
-                _ => null,
-            };
-            if (size is { } bytes && bytes % lun.BlockSize != 0)
-                throw new ConfigException($"{at}.backend", $"size {bytes} bytes is not a whole number of {lun.BlockSize}-byte blocks");
-
-            string? store = spec switch
+                if (!DeviceSlice.TryParse(lun.Backend, out _, out string? error))
+                    throw new ConfigException($"{at}.backend", error);
+            }
+            else
             {
-                FileBackendSpec f => Path.GetFullPath(f.Path, dataDir),
-                BlockBackendSpec b => Path.GetFullPath(b.Path),
-                _ => null,
-            };
-            if (store is not null && !stores.TryAdd(store, at))
-                throw new ConfigException($"{at}.backend", $"'{store}' is already used by {stores[store]}");
+                ValidateBackend(lun.Backend, $"{at}.backend", lun.BlockSize, dataDir, stores);
+            }
         }
     }
 

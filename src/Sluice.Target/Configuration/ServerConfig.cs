@@ -10,6 +10,15 @@ public sealed class ServerConfig
 
     public List<TargetConfig> Targets { get; set; } = [];
 
+    /// <summary>Shared devices that LUNs carve slices out of (<c>device:NAME[:OFFSET]:SIZE</c>).</summary>
+    public List<DeviceConfig> Devices { get; set; } = [];
+
+    /// <summary>Tenants: groups of targets with one service level, enforced per device.</summary>
+    public List<FunctionConfig> Functions { get; set; } = [];
+
+    /// <summary>Settings of the per-device schedulers that enforce the functions' service levels.</summary>
+    public QosConfig Qos { get; set; } = new();
+
     /// <summary>CHAP required for discovery sessions (null: discovery needs no authentication).</summary>
     public ChapConfig? DiscoveryChap { get; set; }
 
@@ -56,7 +65,10 @@ public sealed class LunConfig
 {
     public ulong Number { get; set; }
 
-    /// <summary>Back end: <c>memory:SIZE</c>, <c>file:PATH[:SIZE]</c> or <c>block:PATH</c>.</summary>
+    /// <summary>
+    /// Back end: <c>memory:SIZE</c>, <c>file:PATH[:SIZE]</c>, <c>block:PATH</c>,
+    /// <c>model:SIZE[:iops=N,mbps=M,latency=X]</c> or a slice of a shared device, <c>device:NAME[:OFFSET]:SIZE</c>.
+    /// </summary>
     public string Backend { get; set; } = "";
 
     /// <summary>Logical block size: 512 or 4096.</summary>
@@ -69,6 +81,45 @@ public sealed class LunConfig
 
     /// <summary>Unit serial number (VPD 0x80); derived from target and LUN when absent.</summary>
     public string? Serial { get; set; }
+}
+
+/// <summary>A named device shared by several LUNs, each a slice of it.</summary>
+public sealed class DeviceConfig
+{
+    public string Name { get; set; } = "";
+
+    /// <summary><c>memory:</c>, <c>file:</c>, <c>block:</c> or <c>model:</c> spec, as for a LUN.</summary>
+    public string Backend { get; set; } = "";
+}
+
+/// <summary>
+/// A tenant: its targets (whose ACLs, CHAP and portal groups isolate it) and the service level
+/// its I/O gets on every device its LUNs use. Rates of 0 mean "none"; MB/s is 10^6 bytes/s.
+/// </summary>
+public sealed class FunctionConfig
+{
+    public string Name { get; set; } = "";
+    public List<string> Targets { get; set; } = [];
+    public double ReservationIops { get; set; }
+    public double ReservationMbps { get; set; }
+    public double LimitIops { get; set; }
+    public double LimitMbps { get; set; }
+    public double Weight { get; set; } = 1;
+    public int Priority { get; set; }
+    public double LatencyTargetMs { get; set; }
+}
+
+/// <summary>The device schedulers' settings (one scheduler per device that a function uses).</summary>
+public sealed class QosConfig
+{
+    /// <summary>"mclock" (reservations, limits, weights) or "fifo" (arrival order, for comparison).</summary>
+    public string Mode { get; set; } = "mclock";
+
+    /// <summary>Requests a device runs at once; the rest wait in its scheduler.</summary>
+    public int MaxOutstanding { get; set; } = 32;
+
+    /// <summary>Bytes that cost as much as one I/O in the proportional (weight) share.</summary>
+    public int CostUnitBytes { get; set; } = 65536;
 }
 
 public sealed class ChapConfig

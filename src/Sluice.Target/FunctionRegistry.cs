@@ -1,0 +1,245 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using Sluice.Qos;
+using Sluice.Scsi;
+using Sluice.Target.Configuration;
+
+namespace Sluice.Target;
+
+/// <summary>
+/// The functions (tenants) at run time: one <see cref="QosScheduler"/> per device that a function's
+/// LUNs use (a named shared device, or a plain LUN's own device), each function registered on the
+/// schedulers of its devices, and for every scheduled (target, LUN) the scheduler and handle its
+/// commands queue under. Targets in no function have no entry and are not scheduled at all.
+/// </summary>
+internal sealed class FunctionRegistry : IDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly QosSchedulerOptions _options;
+    private readonly Dictionary<string, QosScheduler> _schedulers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, FunctionState> _functions = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, TargetScheduling> _targets = new(StringComparer.OrdinalIgnoreCase);
+
+    public FunctionRegistry(ServerConfig config, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        _options = new QosSchedulerOptions
+        {
+            Mode = config.Qos.Mode == "fifo" ? QosMode.Fifo : QosMode.MClock,
+            MaxOutstanding = config.Qos.MaxOutstanding,
+            CostUnitBytes = config.Qos.CostUnitBytes,
+            TimeProvider = timeProvider ?? TimeProvider.System,
+        };
+        foreach (var f in config.Functions)
+        {
+            var state = new FunctionState(f.Name, LevelOf(f));
+            _functions.Add(f.Name, state);
+            foreach (string target in f.Targets)
+                state.Targets.Add(target);
+        }
+    }
+
+    /// <summary>The function names, in config order.</summary>
+    public IReadOnlyList<string> FunctionNames
+    {
+        get
+        {
+            lock (_lock)
+                return [.. _functions.Keys];
+        }
+    }
+
+    /// <summary>The service level a function's config asks for.</summary>
+    public static ServiceLevel LevelOf(FunctionConfig f) => new()
+    {
+        ReservationIops = f.ReservationIops,
+        ReservationMbps = f.ReservationMbps,
+        LimitIops = f.LimitIops,
+        LimitMbps = f.LimitMbps,
+        Weight = f.Weight,
+        Priority = f.Priority,
+        LatencyTargetMs = f.LatencyTargetMs,
+    };
+
+    /// <summary>The function <paramref name="target"/> belongs to, or null.</summary>
+    public string? FunctionOf(string target)
+    {
+        lock (_lock)
+        {
+            foreach (var f in _functions.Values)
+            {
+                if (f.Targets.Contains(target))
+                    return f.Name;
+            }
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Schedules <paramref name="target"/>'s LUN <paramref name="lun"/> on <paramref name="device"/>'s
+    /// scheduler (created on first use) under <paramref name="function"/>'s handle (registered on
+    /// that scheduler on first use). Returns the target's table, which its <see cref="TargetNode"/> keeps.
+    /// </summary>
+    public TargetScheduling Add(string function, string target, ulong lun, string device)
+    {
+        lock (_lock)
+        {
+            var state = _functions[function];
+            if (!_schedulers.TryGetValue(device, out var scheduler))
+            {
+                scheduler = new QosScheduler(_options);
+                _schedulers.Add(device, scheduler);
+            }
+
+            if (!state.Handles.TryGetValue(device, out var handle))
+            {
+                handle = scheduler.RegisterFunction(function, state.Level);
+                state.Handles.Add(device, handle);
+            }
+
+            if (!_targets.TryGetValue(target, out var table))
+            {
+                table = new TargetScheduling();
+                _targets.Add(target, table);
+            }
+
+            table.Add(lun, scheduler, handle);
+            return table;
+        }
+    }
+
+    /// <summary>The scheduler and handle commands to (<paramref name="target"/>, <paramref name="lun"/>) queue under.</summary>
+    public bool TryGetLane(string target, ulong lun, out QosScheduler? scheduler, out FunctionHandle? handle)
+    {
+        lock (_lock)
+        {
+            scheduler = null;
+            handle = null;
+            if (!_targets.TryGetValue(target, out var table) || !table.TryGet(LunField(lun), out var lane))
+                return false;
+            (scheduler, handle) = (lane.Scheduler, lane.Handle);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Changes a function's service level on every device it uses (the future <c>sluice fn set</c>).
+    /// The level is checked first, so either every scheduler takes it or none does.
+    /// </summary>
+    /// <exception cref="KeyNotFoundException">No such function.</exception>
+    /// <exception cref="ArgumentException">The level is invalid.</exception>
+    public void SetServiceLevel(string function, ServiceLevel level)
+    {
+        ArgumentNullException.ThrowIfNull(function);
+        ArgumentNullException.ThrowIfNull(level);
+        level.Validate();
+        lock (_lock)
+        {
+            if (!_functions.TryGetValue(function, out var state))
+                throw new KeyNotFoundException($"no function '{function}'");
+            state.Level = level;
+            foreach (var device in state.Handles.Keys)
+                _schedulers[device].UpdateServiceLevel(function, level);
+        }
+    }
+
+    /// <summary>A function's service level in force.</summary>
+    /// <exception cref="KeyNotFoundException">No such function.</exception>
+    public ServiceLevel GetServiceLevel(string function)
+    {
+        lock (_lock)
+            return _functions.TryGetValue(function, out var state) ? state.Level : throw new KeyNotFoundException($"no function '{function}'");
+    }
+
+    /// <summary>Every device scheduler's snapshot, by device (a shared device's name, or <c>TARGET/LUN</c>).</summary>
+    public IReadOnlyDictionary<string, QosSnapshot> GetSnapshot()
+    {
+        lock (_lock)
+            return _schedulers.ToDictionary(p => p.Key, p => p.Value.GetSnapshot(), StringComparer.Ordinal);
+    }
+
+    /// <summary>One function's counters on each device it uses.</summary>
+    /// <exception cref="KeyNotFoundException">No such function.</exception>
+    public IReadOnlyDictionary<string, QosFunctionStats> GetFunctionStats(string function)
+    {
+        lock (_lock)
+        {
+            if (!_functions.TryGetValue(function, out var state))
+                throw new KeyNotFoundException($"no function '{function}'");
+            var stats = new Dictionary<string, QosFunctionStats>(StringComparer.Ordinal);
+            foreach (var device in state.Handles.Keys)
+                stats[device] = _schedulers[device].GetSnapshot().Functions.Single(s => s.Name == function);
+            return stats;
+        }
+    }
+
+    /// <summary>Fails waiting requests; grants outstanding may still complete.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var s in _schedulers.Values)
+                s.Dispose();
+        }
+    }
+
+    /// <summary>The LUN field (SAM-5 4.7) an initiator sends for <paramref name="lun"/> in peripheral or flat addressing.</summary>
+    internal static ulong LunField(ulong lun) => lun < 256 ? lun << 48 : FlatLunField(lun);
+
+    internal static ulong FlatLunField(ulong lun) => (0x4000UL | (lun & 0x3FFF)) << 48;
+
+    private sealed class FunctionState(string name, ServiceLevel level)
+    {
+        public string Name { get; } = name;
+        public ServiceLevel Level { get; set; } = level;
+        public HashSet<string> Targets { get; } = new(StringComparer.OrdinalIgnoreCase);
+
+        // Device -> this function's handle on that device's scheduler.
+        public Dictionary<string, FunctionHandle> Handles { get; } = new(StringComparer.Ordinal);
+    }
+}
+
+/// <summary>
+/// One scheduled target's LUNs, keyed by the raw LUN field of the SCSI Command PDU so the hot path
+/// needs no decoding: each LUN under both its peripheral (LUN &lt; 256) and flat encodings.
+/// </summary>
+internal sealed class TargetScheduling
+{
+    private readonly Dictionary<ulong, Lane> _lanes = [];
+
+    internal void Add(ulong lun, QosScheduler scheduler, FunctionHandle handle)
+    {
+        var lane = new Lane(scheduler, handle);
+        _lanes[FunctionRegistry.FlatLunField(lun)] = lane;
+        _lanes[FunctionRegistry.LunField(lun)] = lane;
+    }
+
+    internal bool TryGet(ulong lunField, out Lane lane) => _lanes.TryGetValue(lunField, out lane);
+
+    /// <summary>
+    /// Runs <paramref name="request"/> on <paramref name="device"/>, first waiting for the LUN's
+    /// scheduler to admit <paramref name="bytes"/> when the LUN is scheduled. Cancellation (ABORT
+    /// TASK, connection close) withdraws a waiting request; the grant is completed in any case.
+    /// </summary>
+    public ValueTask<ScsiResponse> ExecuteAsync(ScsiTargetDevice device, ScsiRequest request, int bytes, CancellationToken cancellationToken) =>
+        _lanes.TryGetValue(request.Lun, out var lane)
+            ? ScheduledAsync(device, request, lane, bytes, cancellationToken)
+            : device.ExecuteAsync(request, cancellationToken);
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private static async ValueTask<ScsiResponse> ScheduledAsync(ScsiTargetDevice device, ScsiRequest request, Lane lane, int bytes, CancellationToken cancellationToken)
+    {
+        long start = Stopwatch.GetTimestamp();
+        var grant = await lane.Scheduler.AcquireAsync(lane.Handle, bytes, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await device.ExecuteAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            grant.Complete(Stopwatch.GetElapsedTime(start));
+        }
+    }
+
+    internal readonly record struct Lane(QosScheduler Scheduler, FunctionHandle Handle);
+}
