@@ -62,7 +62,17 @@ internal sealed partial class IscsiConnection
             ahs = ahs[total..];
         }
 
-        cdb = extendedCdb is null ? h.Cdb.ToArray() : [.. h.Cdb, .. extendedCdb];
+        // The CDB and sense buffers come from the pool and go back with the task's buffers, so a
+        // steady stream of commands allocates no arrays.
+        if (extendedCdb is null)
+        {
+            cdb = ArrayPool<byte>.Shared.Rent(16);
+            h.Cdb.CopyTo(cdb);
+        }
+        else
+        {
+            cdb = [.. h.Cdb, .. extendedCdb];
+        }
 
         string? problem = null;
         if (dsl > 0 && !write)
@@ -118,12 +128,12 @@ internal sealed partial class IscsiConnection
         {
             Nexus = session.Nexus!,
             Lun = h.Lun,
-            Cdb = cdb,
+            Cdb = cdb.AsMemory(0, extendedCdb is null ? 16 : cdb.Length),
             Attribute = (TaskAttribute)(flags & 0x07),
             TaskTag = h.InitiatorTaskTag,
             ExpectedDataOutLength = outLength,
             ExpectedDataInLength = inLength,
-            Sense = new byte[252],
+            Sense = ArrayPool<byte>.Shared.Rent(252).AsMemory(0, 252),
         };
         var task = new ScsiTask
         {
@@ -188,10 +198,36 @@ internal sealed partial class IscsiConnection
         }
         else
         {
-            await SequenceAsync(h, usesSlot: true, () => DeliverAsync(task), task).ConfigureAwait(false);
+            switch (session.Check(h.CmdSN))
+            {
+                case CmdSNCheck.InOrder:
+                    session.Advance(usesSlot: true);
+                    await DeliverAsync(task).ConfigureAwait(false);
+                    await DeliverPendingAsync().ConfigureAwait(false);
+                    break;
+                case CmdSNCheck.Early:
+                    QueueEarly(task, h.CmdSN);
+                    break;
+                default:
+                    // Checked on arrival; the window cannot have moved backwards since.
+                    Finish(task, completeSlot: false);
+                    break;
+            }
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// Holds a command that arrived ahead of its CmdSN until the gap fills (§4.2.2.1). Kept out
+    /// of line so the in-order path allocates no closure.
+    /// </summary>
+    private void QueueEarly(ScsiTask task, uint cmdSN)
+    {
+        lock (_tasksLock)
+        {
+            _pending[cmdSN] = new PendingPdu(() => DeliverAsync(task), UsesSlot: true, task);
+        }
     }
 
     /// <summary>The command's turn in CmdSN order has come: ask for its data or run it.</summary>

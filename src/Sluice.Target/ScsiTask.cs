@@ -33,7 +33,9 @@ internal sealed class ScsiTask
     /// <summary>Next offset that still needs an R2T.</summary>
     public int NextR2TOffset { get; set; }
     public uint NextR2TSN { get; set; }
-    public List<Burst> Bursts { get; } = [];
+    public List<Burst> Bursts => _bursts ??= [];
+
+    private List<Burst>? _bursts;
 
     public bool Delivered { get; set; }
     public bool Dispatched { get; set; }
@@ -51,6 +53,8 @@ internal sealed class ScsiTask
 
     public bool DataComplete => Received >= OutLength;
 
+    private bool _pooledReturned;
+
     public void ReleaseBuffers()
     {
         if (OutBuffer is not null)
@@ -63,6 +67,21 @@ internal sealed class ScsiTask
         {
             ArrayPool<byte>.Shared.Return(InBuffer);
             InBuffer = null;
+        }
+
+        // CDB (16-byte form) and sense were rented when the command arrived.
+        if (!_pooledReturned)
+        {
+            _pooledReturned = true;
+            if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray(Request.Cdb, out var cdb) && cdb.Count == 16 && cdb.Array!.Length >= 16)
+            {
+                ArrayPool<byte>.Shared.Return(cdb.Array);
+            }
+
+            if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray((ReadOnlyMemory<byte>)Request.Sense, out var sense) && sense.Array is { Length: > 0 })
+            {
+                ArrayPool<byte>.Shared.Return(sense.Array);
+            }
         }
 
         Cancellation.Dispose();
