@@ -5,7 +5,7 @@ public enum DigestPreference
 {
     /// <summary>No digest.</summary>
     None,
-    /// <summary>CRC32C (not negotiated yet by this initiator; treated as None).</summary>
+    /// <summary>Offer CRC32C first, accept None (RFC 7143 §13.1).</summary>
     Crc32C,
 }
 
@@ -38,6 +38,9 @@ public sealed record IscsiClientOptions
 
     /// <summary>DataDigest preference.</summary>
     public DigestPreference DataDigest { get; init; } = DigestPreference.None;
+
+    /// <summary>Per-byte engine: the fastest CRC32C kernel with direct placement, or staged copies and table CRC.</summary>
+    public Sluice.Offload.OffloadMode Offload { get; init; } = Sluice.Offload.OffloadMode.Auto;
 
     /// <summary>TCP connect plus the whole login exchange.</summary>
     public TimeSpan LoginTimeout { get; init; } = TimeSpan.FromSeconds(15);

@@ -153,10 +153,16 @@ public sealed partial class IscsiSession : IAsyncDisposable
             try
             {
                 var socket = await ConnectSocketAsync(host, port, timeout.Token).ConfigureAwait(false);
-                transport = new PduTransport(socket, Math.Max(256 * 1024, _options.MaxRecvDataSegmentLength + 4096));
+                transport = new PduTransport(socket, Math.Max(256 * 1024, _options.MaxRecvDataSegmentLength + 4096), _options.Offload);
                 var login = new LoginNegotiation(transport, _options, _targetName, _isid, 0, _chapUser, _chapSecret, _cmdSN);
                 var outcome = await login.RunAsync(timeout.Token).ConfigureAwait(false);
                 transport.MaxReceiveDataSegmentLength = _options.MaxRecvDataSegmentLength;
+
+                // Digests cover every PDU after the final Login Response (§13.1). A Data-In whose
+                // digest fails throws in the receive loop: the connection is dropped and the read,
+                // which never got its status, is replayed — the caller never sees the bad bytes.
+                transport.HeaderDigest = outcome.Parameters.HeaderDigestCrc32C;
+                transport.DataDigest = outcome.Parameters.DataDigestCrc32C;
                 return (new Connection(transport, _time.GetTimestamp()), outcome);
             }
             catch (LoginRedirectException r) when (redirect < 3)

@@ -71,6 +71,8 @@ internal sealed class LoginNegotiation
             DefaultTime2Retain = 0,
             MaxConnections = 1,
             ErrorRecoveryLevel = 0,
+            HeaderDigestCrc32C = options.HeaderDigest == DigestPreference.Crc32C,
+            DataDigestCrc32C = options.DataDigest == DigestPreference.Crc32C,
         });
         if (chapUser is not null)
         {

@@ -25,12 +25,14 @@ internal static class BenchCommand
     private static readonly Option<string> s_chap = ClientCommon.ChapOption();
     private static readonly Option<string> s_mutual = ClientCommon.MutualChapOption();
     private static readonly Option<string> s_initiator = ClientCommon.InitiatorNameOption();
+    private static readonly Option<bool> s_digest = new("--digest") { Description = "Offer HeaderDigest and DataDigest = CRC32C." };
+    private static readonly Option<string> s_offload = new("--offload") { Description = "Per-byte engine on this side: auto or none. [default: auto]", HelpName = "auto|none" };
 
     public static Command Create()
     {
         var command = new Command("bench", "Measure IOPS, throughput and latency percentiles against one or more LUNs.")
         {
-            s_urls, s_rw, s_bs, s_qd, s_time, s_ramp, s_size, s_verify, s_json, s_chap, s_mutual, s_initiator,
+            s_urls, s_rw, s_bs, s_qd, s_time, s_ramp, s_size, s_verify, s_json, s_chap, s_mutual, s_initiator, s_digest, s_offload,
         };
         command.SetAction((parse, ct) => ClientRunner.RunAsync("bench", parse.InvocationConfiguration.Error,
             () => RunAsync(parse, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct)));
@@ -81,7 +83,20 @@ internal static class BenchCommand
         var ramp = parse.GetValue(s_ramp) is { } r ? ClientCommon.ParseDuration(r, "--ramp") : TimeSpan.FromSeconds(1);
         long? sizeLimit = parse.GetValue(s_size) is { } sz ? ClientCommon.ParseSize(sz, "--size") : null;
         bool verify = parse.GetValue(s_verify);
-        var options = ClientCommon.Options(parse, s_chap, s_mutual, s_initiator, qd + 8) with { NopInterval = TimeSpan.FromSeconds(30) };
+        var digest = parse.GetValue(s_digest) ? DigestPreference.Crc32C : DigestPreference.None;
+        var offload = parse.GetValue(s_offload) switch
+        {
+            null or "auto" => Sluice.Offload.OffloadMode.Auto,
+            "none" => Sluice.Offload.OffloadMode.None,
+            var other => throw new UsageException($"--offload must be auto or none (got '{other}')"),
+        };
+        var options = ClientCommon.Options(parse, s_chap, s_mutual, s_initiator, qd + 8) with
+        {
+            NopInterval = TimeSpan.FromSeconds(30),
+            HeaderDigest = digest,
+            DataDigest = digest,
+            Offload = offload,
+        };
 
         var jobs = new List<Job>();
         try
