@@ -104,7 +104,7 @@ internal sealed partial class IscsiConnection
         }
     }
 
-    private static ulong DecodeLun(ulong lun)
+    internal static ulong DecodeLun(ulong lun)
     {
         // SAM-5 4.7.3: single-level peripheral (00b) or flat (01b) addressing in the first two bytes.
         ulong first = lun >> 48;

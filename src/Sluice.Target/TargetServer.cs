@@ -133,6 +133,10 @@ public sealed class TargetServer : IAsyncDisposable
             string? function = Functions.FunctionOf(t.Name);
             TargetScheduling? scheduling = null;
             List<LogicalUnit> units = [];
+
+            // Persistent reservations with APTPL survive restarts in a per-target directory.
+            string stateDirectory = Path.Combine(_config.DataDir, "state", SafeFileName(t.Name));
+            Directory.CreateDirectory(stateDirectory);
             for (int li = 0; li < t.Luns.Count; li++)
             {
                 var lun = t.Luns[li];
@@ -171,12 +175,17 @@ public sealed class TargetServer : IAsyncDisposable
                     SerialNumber = lun.Serial,
                     NaaIdentifier = StableNaa(t.Name, lun.Number),
                     MaxTransferLengthBytes = _config.Limits.MaxTransferLength,
+                    StateDirectory = stateDirectory,
                 };
                 units.Add(new LogicalUnit(lun.Number, device, options));
             }
 
             var scsi = new ScsiTargetDevice(t.Name, units, _loggerFactory.CreateLogger("Sluice.Scsi"));
-            _targets.Add(t.Name, new TargetNode(t, scsi) { Scheduling = scheduling });
+            var node = new TargetNode(t, scsi) { Scheduling = scheduling };
+
+            // PREEMPT AND ABORT (SPC-4 5.12.11.2.6): the preempted nexuses' tasks on that LU end.
+            scsi.TasksAbortRequested += (nexus, lu) => AbortNexusTasks(node, nexus, lu);
+            _targets.Add(t.Name, node);
         }
     }
 
@@ -356,6 +365,31 @@ public sealed class TargetServer : IAsyncDisposable
                 s.Connection?.AbortWhere(t => lun is null || t.Request.Lun == lun.Value);
             }
         }
+    }
+
+    private void AbortNexusTasks(TargetNode target, ITNexus nexus, ulong lu)
+    {
+        foreach (var s in Sessions.Snapshot())
+        {
+            if (ReferenceEquals(s.Target, target) && s.Nexus == nexus)
+            {
+                s.Connection?.AbortWhere(t => IscsiConnection.DecodeLun(t.Request.Lun) == lu);
+            }
+        }
+    }
+
+    private static string SafeFileName(string name)
+    {
+        var chars = name.ToCharArray();
+        for (int i = 0; i < chars.Length; i++)
+        {
+            if (!char.IsAsciiLetterOrDigit(chars[i]) && chars[i] is not ('.' or '-' or '_'))
+            {
+                chars[i] = '_';
+            }
+        }
+
+        return new string(chars);
     }
 
     internal void DropSessionsOf(TargetNode? target)
