@@ -426,12 +426,7 @@ internal sealed partial class IscsiConnection
         Log.Rejecting(_logger, Id, "DataOut", task.Itt, RejectReason.ProtocolError, why);
         await _transport.DiscardDataAsync(Token).ConfigureAwait(false);
         task.Aborted = true;
-        byte[] sense = new byte[18];
-        sense[0] = 0x70;
-        sense[2] = 0x0b;
-        sense[7] = 10;
-        sense[12] = 0x4b;
-        sense[13] = dataSNError ? (byte)0x00 : (byte)0x05;
+        byte[] sense = FixedSense(0x0b, 0x4b, dataSNError ? (byte)0x00 : (byte)0x05);
         Finish(task, completeSlot: !task.Immediate);
         if (task.Delivered)
         {
@@ -462,12 +457,7 @@ internal sealed partial class IscsiConnection
             Log.Rejecting(_logger, Id, "DataOut", task.Itt, RejectReason.DataDigestError, "data digest error");
             await SendRejectAsync(RejectReason.DataDigestError, h, Token).ConfigureAwait(false);
             task.Aborted = true;
-            byte[] sense = new byte[18];
-            sense[0] = 0x70;
-            sense[2] = 0x0b;
-            sense[7] = 10;
-            sense[12] = 0x47;
-            sense[13] = 0x05;
+            byte[] sense = FixedSense(0x0b, 0x47, 0x05);
             Finish(task, completeSlot: !task.Immediate);
             if (task.Delivered)
             {
@@ -482,15 +472,23 @@ internal sealed partial class IscsiConnection
         }
     }
 
+    /// <summary>Fixed-format sense data (SPC-4 4.5.3) for the few errors the transport itself reports.</summary>
+    private static byte[] FixedSense(byte senseKey, byte asc, byte ascq)
+    {
+        byte[] sense = new byte[18];
+        sense[0] = 0x70;
+        sense[2] = senseKey;
+        sense[7] = 10;
+        sense[12] = asc;
+        sense[13] = ascq;
+        return sense;
+    }
+
     private async Task RespondTooLargeAsync(ScsiTask task)
     {
         // The transfer exceeds what one command may move: ILLEGAL REQUEST, INVALID FIELD IN CDB
         // (SPC-4 4.5.2.1 fixed format sense).
-        byte[] sense = new byte[18];
-        sense[0] = 0x70;
-        sense[2] = 0x05;
-        sense[7] = 10;
-        sense[12] = 0x24;
+        byte[] sense = FixedSense(0x05, 0x24, 0);
         Finish(task, completeSlot: !task.Immediate);
         await SendScsiResponseAsync(task, ScsiStatus.CheckCondition, sense, 0, overflow: false, underflow: false, residual: 0).ConfigureAwait(false);
     }
