@@ -60,6 +60,26 @@ internal sealed partial class IscsiConnection
 
     public ushort Cid { get; private set; }
 
+    /// <summary>
+    /// True when the peer has closed its side (the socket reads EOF) even if the receive loop
+    /// has not run yet to notice. Poll does not consume data.
+    /// </summary>
+    public bool PeerHasClosed
+    {
+        get
+        {
+            try
+            {
+                var socket = _transport.Socket;
+                return socket.Poll(0, SelectMode.SelectRead) && socket.Available == 0;
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                return true;
+            }
+        }
+    }
+
     private CancellationToken Token => _cts.Token;
 
     /// <summary>Stops the connection: the loop ends and in-flight tasks are cancelled.</summary>

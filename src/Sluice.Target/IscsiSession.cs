@@ -48,6 +48,11 @@ internal sealed class IscsiSession
     public ITNexus? Nexus { get; }
     public int Window { get; }
 
+    private int _ended;
+
+    /// <summary>Marks the session ended; true only for the first caller, so nexus loss is reported once.</summary>
+    public bool TryEnd() => Interlocked.Exchange(ref _ended, 1) == 0;
+
     /// <summary>The connection currently serving the session (MaxConnections=1).</summary>
     public IscsiConnection? Connection { get; set; }
 

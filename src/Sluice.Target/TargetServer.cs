@@ -324,6 +324,22 @@ public sealed class TargetServer : IAsyncDisposable
 
         string initiator = machine.InitiatorName!;
         TargetNode? target = machine.IsDiscovery ? null : _targets.GetValueOrDefault(machine.TargetName ?? "");
+
+        // An initiator that dropped its connection and logs in again (often with a new ISID)
+        // may get here before the old connection has noticed the close. End such sessions now
+        // so their I_T nexus loss (SAM-5 6.3.4: PREVENT, RESERVE, unit attentions) is visible
+        // to the new session's first command, not at some later moment.
+        foreach (var other in Sessions.Snapshot())
+        {
+            if (ReferenceEquals(other.Target, target)
+                && string.Equals(other.InitiatorName, initiator, StringComparison.OrdinalIgnoreCase)
+                && other.Connection is { PeerHasClosed: true } dead)
+            {
+                EndSession(other);
+                dead.Close();
+            }
+        }
+
         var previous = Sessions.FindByIdentity(initiator, isid, target?.Name);
         if (previous is not null)
         {
@@ -349,6 +365,13 @@ public sealed class TargetServer : IAsyncDisposable
     /// <summary>The session is gone: I_T nexus loss for its logical units (SAM-5 6.3.4).</summary>
     internal void EndSession(IscsiSession session)
     {
+        // Once only: a reinstated session's old connection must not report nexus loss later,
+        // after the new session (the same I_T nexus) has built state of its own.
+        if (!session.TryEnd())
+        {
+            return;
+        }
+
         Sessions.Remove(session);
         if (session.Target is not null && session.Nexus is not null)
         {
