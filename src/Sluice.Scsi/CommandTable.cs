@@ -119,6 +119,10 @@ internal static class CommandTable
         Add(0xAE, "WRITE AND VERIFY(12)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.WriteAndVerify);
         Add(0xAF, "VERIFY(12)", Out | Read, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Verify);
 
+        // Defect data (SBC-3 5.11, 5.12): both lists are empty.
+        Add(0x37, "READ DEFECT DATA(10)", In, [F, 0, 0x1F, 0, 0, 0, 0, F, F, 0], DefectCommands.ReadDefectData);
+        Add(0xB7, "READ DEFECT DATA(12)", In, [F, 0x1F, F, F, F, F, F, F, F, F, 0, 0], DefectCommands.ReadDefectData);
+
         // Atomic read-modify-write commands (RangeLock exclusive holders).
         Add(0x89, "COMPARE AND WRITE", Out, [F, 0xFA, F, F, F, F, F, F, F, F, 0, 0, 0, F, G, 0], AtomicCommands.CompareAndWrite);
         Add(0x8B, "ORWRITE(16)", Out, [F, 0xFA, F, F, F, F, F, F, F, F, F, F, F, F, G, 0], AtomicCommands.OrWrite);
