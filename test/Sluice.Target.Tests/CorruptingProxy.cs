@@ -42,25 +42,32 @@ internal sealed class CorruptingProxy : IAsyncDisposable
 
     public void CorruptDownstreamAt(long offset) => Interlocked.Exchange(ref _corruptDownstreamAt, offset);
 
+    /// <summary>Connections accepted so far (a reconnecting initiator comes back through the proxy).</summary>
+    public int Connections { get; private set; }
+
     private async Task RunAsync()
     {
-        try
+        while (!_cts.IsCancellationRequested)
         {
-            _client = await _listener.AcceptAsync(_cts.Token);
-            _server = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            _client.NoDelay = true;
-            await _server.ConnectAsync(_target, _cts.Token);
-            await Task.WhenAny(
-                PumpAsync(_client, _server, upstream: true),
-                PumpAsync(_server, _client, upstream: false));
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
-        {
-        }
-        finally
-        {
-            _client?.Dispose();
-            _server?.Dispose();
+            try
+            {
+                _client = await _listener.AcceptAsync(_cts.Token);
+                Connections++;
+                _server = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                _client.NoDelay = true;
+                await _server.ConnectAsync(_target, _cts.Token);
+                await Task.WhenAny(
+                    PumpAsync(_client, _server, upstream: true),
+                    PumpAsync(_server, _client, upstream: false));
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+            }
+            finally
+            {
+                _client?.Dispose();
+                _server?.Dispose();
+            }
         }
     }
 
