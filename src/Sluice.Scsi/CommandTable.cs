@@ -119,6 +119,9 @@ internal static class CommandTable
         Add(0xAE, "WRITE AND VERIFY(12)", Out, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.WriteAndVerify);
         Add(0xAF, "VERIFY(12)", Out | Read, [F, 0xF6, F, F, F, F, F, F, F, F, G, 0], SbcCommands.Verify);
 
+        // FORMAT UNIT (SBC-3 5.3): no protection information, no defect list; zeros the medium.
+        Add(0x04, "FORMAT UNIT", Medium | CommandFlags.DataOut, [F, 0xFF, 0, 0, 0, 0], FormatCommands.FormatUnit, 3600);
+
         // Defect data (SBC-3 5.11, 5.12): both lists are empty.
         Add(0x37, "READ DEFECT DATA(10)", In, [F, 0, 0x1F, 0, 0, 0, 0, F, F, 0], DefectCommands.ReadDefectData);
         Add(0xB7, "READ DEFECT DATA(12)", In, [F, 0x1F, F, F, F, F, F, F, F, F, 0, 0], DefectCommands.ReadDefectData);

@@ -43,6 +43,10 @@ internal static class Asc
     public const ushort CommandsClearedByAnotherInitiator = 0x2F00;
     public const ushort SavingParametersNotSupported = 0x3900;
     public const ushort MediumNotPresent = 0x3A00;
+    public const ushort FormatCommandFailed = 0x3101;
+    public const ushort SanitizeCommandFailed = 0x3103;
+    public const ushort LogicalUnitNotReadyFormatInProgress = 0x0404;
+    public const ushort LogicalUnitNotReadySanitizeInProgress = 0x041B;
     public const ushort InternalTargetFailure = 0x4400;
     public const ushort MediumRemovalPrevented = 0x5302;
 }
