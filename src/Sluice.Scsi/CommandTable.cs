@@ -122,6 +122,11 @@ internal static class CommandTable
         // FORMAT UNIT (SBC-3 5.3): no protection information, no defect list; zeros the medium.
         Add(0x04, "FORMAT UNIT", Medium | CommandFlags.DataOut, [F, 0xFF, 0, 0, 0, 0], FormatCommands.FormatUnit, 3600);
 
+        // SANITIZE (SBC-3 5.27): OVERWRITE, BLOCK ERASE (thin LUs), EXIT FAILURE MODE.
+        AddSa(SanitizeCommands.Opcode, SanitizeCommands.Overwrite, "SANITIZE / OVERWRITE", Out, [F, 0xA0, 0, 0, 0, 0, 0, F, F, 0], SanitizeCommands.Sanitize, 3600);
+        AddSa(SanitizeCommands.Opcode, SanitizeCommands.BlockErase, "SANITIZE / BLOCK ERASE", Out | CommandFlags.NeedsThin, [F, 0xA0, 0, 0, 0, 0, 0, F, F, 0], SanitizeCommands.Sanitize, 3600);
+        AddSa(SanitizeCommands.Opcode, SanitizeCommands.ExitFailureMode, "SANITIZE / EXIT FAILURE MODE", Out, [F, 0xA0, 0, 0, 0, 0, 0, F, F, 0], SanitizeCommands.Sanitize);
+
         // Defect data (SBC-3 5.11, 5.12): both lists are empty.
         Add(0x37, "READ DEFECT DATA(10)", In, [F, 0, 0x1F, 0, 0, 0, 0, F, F, 0], DefectCommands.ReadDefectData);
         Add(0xB7, "READ DEFECT DATA(12)", In, [F, 0x1F, F, F, F, F, F, F, F, F, 0, 0], DefectCommands.ReadDefectData);

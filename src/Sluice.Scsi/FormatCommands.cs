@@ -61,6 +61,10 @@ internal static class FormatCommands
         {
             return Responses.Done(SbcCommands.WriteProtected(request, unit));
         }
+        if (!unit.TryBeginBackgroundOperation(Asc.LogicalUnitNotReadyFormatInProgress))
+        {
+            return Responses.Done(Responses.Check(request, unit, SenseKey.NotReady, unit.BackgroundOperation));
+        }
         return Core();
 
         async ValueTask<ScsiResponse> Core()
@@ -73,6 +77,10 @@ internal static class FormatCommands
             {
                 Log.BackendFailure(target.Logger, target.TargetName, unit.Lun, "FORMAT UNIT", ex);
                 return Responses.Check(request, unit, SenseKey.MediumError, Asc.FormatCommandFailed);
+            }
+            finally
+            {
+                unit.EndBackgroundOperation();
             }
             return Responses.Good(0, transfer);
         }

@@ -112,6 +112,22 @@ public sealed class LogicalUnit
         set => mediumPresent = value;
     }
 
+    private int backgroundOperation;
+
+    /// <summary>
+    /// The NOT READY ASC/ASCQ of an operation that has the whole LU (SANITIZE: 04h/1Bh), or 0.
+    /// Every command but INQUIRY, REPORT LUNS and REQUEST SENSE is refused with it meanwhile.
+    /// </summary>
+    internal ushort BackgroundOperation => (ushort)Volatile.Read(ref backgroundOperation);
+
+    internal bool TryBeginBackgroundOperation(ushort notReadyAsc) =>
+        Interlocked.CompareExchange(ref backgroundOperation, notReadyAsc, 0) == 0;
+
+    internal void EndBackgroundOperation() => Volatile.Write(ref backgroundOperation, 0);
+
+    /// <summary>Sanitize failure mode (SBC-3 4.11.?): the last SANITIZE failed.</summary>
+    internal volatile bool SanitizeFailed;
+
     /// <summary>Writes are refused: read-only LU or SWP set in the control mode page.</summary>
     internal bool WriteProtected => ReadOnly || SoftwareWriteProtect;
 

@@ -103,6 +103,17 @@ public sealed class ScsiTargetDevice
             return Responses.Done(Responses.InvalidFieldInCdb(request, lu, cdb.Length - 1));
         }
 
+        if (lu.BackgroundOperation is ushort busy and not 0 && (descriptor.Flags & CommandFlags.AnyLun) == 0)
+        {
+            // SBC-3 4.11: while a sanitize runs only INQUIRY, REPORT LUNS and REQUEST SENSE
+            // (the AnyLun commands) are processed.
+            return Responses.Done(Responses.Check(request, lu, SenseKey.NotReady, busy));
+        }
+        if (lu.SanitizeFailed && (descriptor.Flags & CommandFlags.NeedsMedium) != 0 && descriptor.Opcode != SanitizeCommands.Opcode)
+        {
+            return Responses.Done(Responses.Check(request, lu, SenseKey.MediumError, Asc.SanitizeCommandFailed));
+        }
+
         if (lu.Reservations.Active && lu.Reservations.Conflicts(descriptor, request.Nexus, cdb))
         {
             // SPC-4 5.12.1: RESERVATION CONFLICT status, no sense data.

@@ -34,6 +34,10 @@ internal static class SpcCommands
             // Reporting a unit attention through REQUEST SENSE clears it (SAM-5 5.14).
             n = SenseBuilder.Write(sense, desc, SenseKey.UnitAttention, ua);
         }
+        else if (lu.BackgroundOperation is ushort busy and not 0)
+        {
+            n = SenseBuilder.Write(sense, desc, SenseKey.NotReady, busy);
+        }
         else if (!lu.MediumPresent)
         {
             n = SenseBuilder.Write(sense, desc, SenseKey.NotReady, Asc.MediumNotPresent);
@@ -77,7 +81,7 @@ internal static class SpcCommands
                 0x80 => UnitSerialNumber(buffer, lu, request.Nexus),
                 0x83 => DeviceIdentification(buffer, lu, request.Nexus),
                 0xB0 => BlockLimits(buffer, lu),
-                0xB1 => BlockDeviceCharacteristics(buffer),
+                0xB1 => BlockDeviceCharacteristics(buffer, lu),
                 0xB2 => LogicalBlockProvisioning(buffer, lu),
                 _ => -1,
             };
@@ -250,12 +254,16 @@ internal static class SpcCommands
         return 0x40;
     }
 
-    private static int BlockDeviceCharacteristics(Span<byte> b)
+    private static int BlockDeviceCharacteristics(Span<byte> b, LogicalUnit lu)
     {
         // SBC-3 6.5.2: MEDIUM ROTATION RATE 0001h = non-rotating medium.
         b[1] = 0xB1;
         BinaryPrimitives.WriteUInt16BigEndian(b[2..], 0x3C);
         BinaryPrimitives.WriteUInt16BigEndian(b[4..], 0x0001);
+        // byte 7: WABEREQ(7:6) WACEREQ(5:4). SANITIZE BLOCK ERASE is offered on thin LUs only,
+        // and a read after it succeeds with zeros (WABEREQ 01b); CRYPTOGRAPHIC ERASE is not
+        // supported (WACEREQ 00b).
+        b[7] = (byte)(lu.ThinProvisioned ? 0x40 : 0x00);
         return 0x40;
     }
 
