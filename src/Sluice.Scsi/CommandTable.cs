@@ -148,6 +148,8 @@ internal static class CommandTable
         AddSa(0x9E, 0x12, "GET LBA STATUS", In, [F, 0, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0], ProvisioningCommands.GetLbaStatus);
 
         // MAINTENANCE IN (A3h): REPORT SUPPORTED OPERATION CODES is service action 0Ch (SPC-4 6.35).
+        // REPORT TARGET PORT GROUPS is 0Ah (SPC-4 6.36): implicit ALUA, TPGS=01b.
+        AddSa(0xA3, 0x0A, "REPORT TARGET PORT GROUPS", CommandFlags.DataIn | Allowed, [F, 0xE0, 0, 0, 0, 0, F, F, F, F, 0, 0], AluaCommands.ReportTargetPortGroups);
         AddSa(0xA3, 0x0C, "REPORT SUPPORTED OPERATION CODES", CommandFlags.DataIn | Allowed, [F, 0, 0x87, F, F, F, F, F, F, F, 0, 0], ReportSupportedOperationCodes.Execute);
 
         // Reservations (SPC-4 6.15, 6.16; SPC-2 7.21-7.24). The handlers apply their own rules.

@@ -41,6 +41,40 @@ public sealed class ScsiTargetDevice
 
     public string TargetName { get; }
 
+    // Target ports (relative target port identifier -> target port group) that REPORT TARGET
+    // PORT GROUPS lists: those the transport declared and those commands arrived through.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ushort, ushort> targetPorts = new();
+
+    /// <summary>
+    /// Declares a target port (an iSCSI portal group: relative target port identifier and
+    /// target port group) so REPORT TARGET PORT GROUPS lists it before any login through it.
+    /// Ports that carry commands are learned from their I_T nexus anyway.
+    /// </summary>
+    public void AddTargetPort(ushort relativeTargetPortId, ushort targetPortGroup) =>
+        targetPorts[relativeTargetPortId] = targetPortGroup;
+
+    /// <summary>The target port groups, in group order, each with its ports in order.</summary>
+    internal List<(ushort Group, List<ushort> Ports)> TargetPortGroups(ITNexus current)
+    {
+        targetPorts.TryAdd(current.RelativeTargetPortId, current.TargetPortGroup);
+        var groups = new SortedDictionary<ushort, List<ushort>>();
+        foreach (var (port, group) in targetPorts)
+        {
+            if (!groups.TryGetValue(group, out var list))
+            {
+                groups[group] = list = [];
+            }
+            list.Add(port);
+        }
+        var result = new List<(ushort, List<ushort>)>(groups.Count);
+        foreach (var (group, ports) in groups)
+        {
+            ports.Sort();
+            result.Add((group, ports));
+        }
+        return result;
+    }
+
     public IReadOnlyList<ulong> Luns { get; }
 
     internal ILogger Logger { get; }
@@ -79,6 +113,10 @@ public sealed class ScsiTargetDevice
             descriptor = null; // not offered by this LU, so not advertised by RSOC either
         }
 
+        if (!targetPorts.ContainsKey(request.Nexus.RelativeTargetPortId))
+        {
+            targetPorts.TryAdd(request.Nexus.RelativeTargetPortId, request.Nexus.TargetPortGroup);
+        }
         var nexus = lu.GetNexus(request.Nexus);
         // SAM-5 5.14 / SPC-4 5.14: a pending unit attention terminates any command except
         // INQUIRY, REPORT LUNS and REQUEST SENSE, and is cleared by being reported.

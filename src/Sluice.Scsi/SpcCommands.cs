@@ -107,7 +107,7 @@ internal static class SpcCommands
         b[2] = 0x06;
         b[3] = 0x12; // HISUP=1 (hierarchical LUNs in REPORT LUNS), RESPONSE DATA FORMAT=2
         b[4] = Length - 5;
-        b[5] = 0x00; // TPGS=00b until ALUA is implemented
+        b[5] = 0x10; // TPGS=01b: implicit ALUA (REPORT TARGET PORT GROUPS; VPD 83h target port group)
         b[7] = 0x02; // CMDQUE: full task management model
         var options = lu?.Options;
         Ascii(b.Slice(8, 8), options?.Vendor ?? "SLUICE");
