@@ -21,7 +21,7 @@ internal static class SluiceCli
         root.Subcommands.Add(InqCommand.Create());
         root.Subcommands.Add(CpCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
-        // Future: fn — one Commands/<Name>Command.cs each, added here.
+        root.Subcommands.Add(FnCommand.Create());
         root.SetAction(parseResult => new HelpAction().Invoke(parseResult));
         // The default prints the entry assembly's version, which is the test host under tests.
         foreach (var option in root.Options)

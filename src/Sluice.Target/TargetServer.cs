@@ -9,6 +9,7 @@ using Sluice.Qos;
 using Sluice.Scsi;
 using Sluice.Storage;
 using Sluice.Target.Configuration;
+using Sluice.Target.Control;
 
 namespace Sluice.Target;
 
@@ -27,6 +28,7 @@ public sealed class TargetServer : IAsyncDisposable
     private readonly HashSet<Task> _connectionTasks = [];
     private readonly CancellationTokenSource _stopping = new();
     private long _nextConnectionId;
+    private ControlEndpoint? _control;
     private int _state; // 0 new, 1 started, 2 stopped
 
     public TargetServer(ServerConfig config, ILoggerFactory loggerFactory)
@@ -77,6 +79,9 @@ public sealed class TargetServer : IAsyncDisposable
     /// <summary>Every device scheduler's counters, by device (for stats and metrics).</summary>
     internal IReadOnlyDictionary<string, QosSnapshot> GetQosSnapshot() => Functions.GetSnapshot();
 
+    /// <summary>The operator's control socket (<c>&lt;dataDir&gt;/control.sock</c>) while running, or null when it could not be opened.</summary>
+    public string? ControlSocketPath => _control?.Path;
+
     /// <summary>Opens the back ends and starts listening; throws on any configuration problem, leaving nothing open.</summary>
     public Task StartAsync(CancellationToken cancellationToken = default)
     {
@@ -91,6 +96,11 @@ public sealed class TargetServer : IAsyncDisposable
         {
             OpenTargets();
             Listen();
+            var control = new ControlEndpoint(Functions, _config, _logger);
+            if (control.Start(ControlProtocol.SocketPath(_config.DataDir)))
+                _control = control;
+            else
+                control.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
         catch
         {
@@ -484,6 +494,12 @@ public sealed class TargetServer : IAsyncDisposable
         }
 
         _stopping.Cancel();
+        if (_control is { } control)
+        {
+            _control = null;
+            await control.DisposeAsync().ConfigureAwait(false);
+        }
+
         foreach (var (socket, _, _) in _listeners)
         {
             socket.Dispose();

@@ -6,6 +6,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using Sluice.Target.Configuration;
+using Sluice.Target.Control;
 
 namespace Sluice.Cli.Commands;
 
@@ -193,7 +194,9 @@ internal static class ServeCommand
             throw;
         }
 
-        await output.WriteAsync(Banner(config, server.LocalEndpoints));
+        // IServeHost does not carry the path; a real server's socket is at <dataDir>/control.sock when it could open it.
+        string? control = server is TargetServerHost ? ControlProtocol.SocketPath(config.DataDir) : null;
+        await output.WriteAsync(Banner(config, server.LocalEndpoints, control is not null && File.Exists(control) ? control : null));
         await output.FlushAsync(CancellationToken.None);
 
         try
@@ -239,7 +242,7 @@ internal static class ServeCommand
     }
 
     /// <summary>What <c>sluice serve</c> prints on stdout once it listens: portals, targets, LUNs, client URLs, <c>ready</c>.</summary>
-    public static string Banner(ServerConfig config, IReadOnlyList<IPEndPoint> endpoints)
+    public static string Banner(ServerConfig config, IReadOnlyList<IPEndPoint> endpoints, string? controlSocket = null)
     {
         // LocalEndpoints follow the order of config.Portals; without a match, every endpoint is group 1.
         var bound = new List<(IPEndPoint EndPoint, ushort Group)>();
@@ -273,6 +276,8 @@ internal static class ServeCommand
                     text.Append(inv, $"url {Url(endPoint, target.Name, lun.Number)}\n");
             }
         }
+        if (controlSocket is not null)
+            text.Append(inv, $"control {controlSocket}\n");
         text.Append("ready\n");
         return text.ToString();
     }

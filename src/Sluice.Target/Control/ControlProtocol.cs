@@ -1,0 +1,255 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Sluice.Qos;
+using Sluice.Target.Configuration;
+
+namespace Sluice.Target.Control;
+
+/// <summary>
+/// The control endpoint's requests and replies: one JSON object per line each way.
+/// Requests: <c>{"op":"list"}</c>, <c>{"op":"show","name":F}</c>,
+/// <c>{"op":"set","name":F,"values":{"limit_iops":500,...}}</c>, <c>{"op":"stats"}</c>.
+/// Replies: <c>{"ok":true,...}</c> or <c>{"ok":false,"error":"one line"}</c>.
+/// </summary>
+public static class ControlProtocol
+{
+    /// <summary>The file name of the control socket inside the data directory.</summary>
+    public const string SocketFileName = "control.sock";
+
+    /// <summary>The service-level keys <c>set</c> takes, in display order.</summary>
+    public static IReadOnlyList<string> Keys { get; } =
+    [
+        "reservation_iops", "reservation_mbps", "limit_iops", "limit_mbps", "weight", "priority", "latency_target_ms",
+    ];
+
+    private static readonly (string Property, string Key)[] s_propertyKeys =
+    [
+        (nameof(ServiceLevel.ReservationIops), "reservation_iops"), (nameof(ServiceLevel.ReservationMbps), "reservation_mbps"),
+        (nameof(ServiceLevel.LimitIops), "limit_iops"), (nameof(ServiceLevel.LimitMbps), "limit_mbps"),
+        (nameof(ServiceLevel.LatencyTargetMs), "latency_target_ms"),
+    ];
+
+    /// <summary>The control socket of a server whose data directory is <paramref name="dataDir"/>.</summary>
+    public static string SocketPath(string dataDir) => Path.Combine(Path.GetFullPath(dataDir), SocketFileName);
+
+    /// <summary>A failure reply.</summary>
+    public static string Error(string message) =>
+        new JsonObject { ["ok"] = false, ["error"] = message.ReplaceLineEndings(" ").Trim() }.ToJsonString();
+
+    /// <summary>Answers one request line; never throws for a bad request.</summary>
+    internal static string Handle(FunctionRegistry functions, ServerConfig config, string line)
+    {
+        JsonObject request;
+        try
+        {
+            if (JsonNode.Parse(line) is not JsonObject o)
+                return Error("request must be a JSON object");
+            request = o;
+        }
+        catch (JsonException e)
+        {
+            return Error($"malformed JSON: {e.Message}");
+        }
+
+        try
+        {
+            string op = StringField(request, "op") ?? throw new ControlException("missing \"op\"");
+            JsonObject reply = op switch
+            {
+                "list" => List(functions, config),
+                "show" => Show(functions, config, Name(request)),
+                "set" => Set(functions, config, request),
+                "stats" => Stats(functions),
+                _ => throw new ControlException($"unknown op '{op}' (list, show, set, stats)"),
+            };
+            var ok = new JsonObject { ["ok"] = true };
+            foreach (var (key, value) in reply.ToList())
+            {
+                reply.Remove(key);
+                ok[key] = value;
+            }
+
+            return ok.ToJsonString();
+        }
+        catch (ControlException e)
+        {
+            return Error(e.Message);
+        }
+        catch (KeyNotFoundException e)
+        {
+            return Error(e.Message);
+        }
+        catch (ArgumentException e)
+        {
+            return Error(e.Message);
+        }
+    }
+
+    private static JsonObject List(FunctionRegistry functions, ServerConfig config)
+    {
+        var array = new JsonArray();
+        foreach (string name in functions.FunctionNames)
+            array.Add(Describe(functions, config, name));
+        return new JsonObject { ["functions"] = array };
+    }
+
+    private static JsonObject Show(FunctionRegistry functions, ServerConfig config, string name)
+    {
+        var function = Describe(functions, config, name);
+        var devices = new JsonArray();
+        foreach (var (device, stats) in functions.GetFunctionStats(name).OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            var s = StatsOf(stats);
+            s.Remove("name");
+            var d = new JsonObject { ["device"] = device };
+            foreach (var (key, value) in s.ToList())
+            {
+                s.Remove(key);
+                d[key] = value;
+            }
+
+            devices.Add(d);
+        }
+
+        function["devices"] = devices;
+        return new JsonObject { ["function"] = function };
+    }
+
+    private static JsonObject Set(FunctionRegistry functions, ServerConfig config, JsonObject request)
+    {
+        string name = Name(request);
+        if (request["values"] is not JsonObject values)
+            throw new ControlException("\"values\" must be an object of key: number");
+        if (values.Count == 0)
+            throw new ControlException($"no values to set ({string.Join(", ", Keys)})");
+
+        var level = functions.GetServiceLevel(name);
+        foreach (var (key, node) in values)
+        {
+            if (!Keys.Contains(key))
+                throw new ControlException($"unknown key '{key}' ({string.Join(", ", Keys)})");
+            double value = Number(key, node);
+            level = key switch
+            {
+                "reservation_iops" => level with { ReservationIops = value },
+                "reservation_mbps" => level with { ReservationMbps = value },
+                "limit_iops" => level with { LimitIops = value },
+                "limit_mbps" => level with { LimitMbps = value },
+                "weight" => level with { Weight = value },
+                "priority" => level with { Priority = Integer(key, value) },
+                _ => level with { LatencyTargetMs = value },
+            };
+        }
+
+        try
+        {
+            level.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            // ServiceLevel names its properties; the operator typed the snake_case keys.
+            string message = e.Message.Split(" (Parameter", 2)[0];
+            foreach (var (property, key) in s_propertyKeys)
+                message = message.Replace(property, key, StringComparison.Ordinal);
+            throw new ControlException(message);
+        }
+
+        functions.SetServiceLevel(name, level);
+        return new JsonObject { ["function"] = Describe(functions, config, name) };
+    }
+
+    private static JsonObject Stats(FunctionRegistry functions)
+    {
+        var devices = new JsonArray();
+        foreach (var (device, snapshot) in functions.GetSnapshot().OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            var list = new JsonArray();
+            foreach (var f in snapshot.Functions)
+                list.Add(StatsOf(f));
+            devices.Add(new JsonObject
+            {
+                ["device"] = device,
+                ["mode"] = snapshot.Mode == QosMode.Fifo ? "fifo" : "mclock",
+                ["max_outstanding"] = snapshot.MaxOutstanding,
+                ["outstanding"] = snapshot.Outstanding,
+                ["queued"] = snapshot.Queued,
+                ["functions"] = list,
+            });
+        }
+
+        return new JsonObject { ["devices"] = devices };
+    }
+
+    private static JsonObject Describe(FunctionRegistry functions, ServerConfig config, string name)
+    {
+        var level = functions.GetServiceLevel(name);
+        var targets = new JsonArray();
+        foreach (var f in config.Functions)
+        {
+            if (f.Name == name)
+            {
+                foreach (string t in f.Targets)
+                    targets.Add(t);
+            }
+        }
+
+        var o = new JsonObject { ["name"] = name, ["targets"] = targets };
+        foreach (var (key, value) in LevelValues(level))
+            o[key] = value;
+        return o;
+    }
+
+    private static IEnumerable<(string Key, JsonNode Value)> LevelValues(ServiceLevel level)
+    {
+        yield return ("reservation_iops", level.ReservationIops);
+        yield return ("reservation_mbps", level.ReservationMbps);
+        yield return ("limit_iops", level.LimitIops);
+        yield return ("limit_mbps", level.LimitMbps);
+        yield return ("weight", level.Weight);
+        yield return ("priority", level.Priority);
+        yield return ("latency_target_ms", level.LatencyTargetMs);
+    }
+
+    private static JsonObject StatsOf(QosFunctionStats f) => new()
+    {
+        ["name"] = f.Name,
+        ["completed_ios"] = f.CompletedIos,
+        ["completed_bytes"] = f.CompletedBytes,
+        ["queue_depth"] = f.QueueDepth,
+        ["outstanding"] = f.Outstanding,
+        ["reservation_dispatches"] = f.ReservationDispatches,
+        ["weight_dispatches"] = f.WeightDispatches,
+        ["throttled_ms"] = f.ThrottledTime.TotalMilliseconds,
+        ["latency_target_misses"] = f.LatencyTargetMisses,
+        ["sla_windows_missed"] = f.SlaWindowsMissed,
+        ["hold_back_scale"] = f.HoldBackScale,
+        ["p50_ms"] = f.Latency.P50.TotalMilliseconds,
+        ["p99_ms"] = f.Latency.P99.TotalMilliseconds,
+        ["max_ms"] = f.Latency.Max.TotalMilliseconds,
+        ["window_p99_ms"] = f.WindowLatency.P99.TotalMilliseconds,
+    };
+
+    private static string Name(JsonObject request) =>
+        StringField(request, "name") is { Length: > 0 } name ? name : throw new ControlException("missing \"name\"");
+
+    private static string? StringField(JsonObject request, string field) =>
+        request[field] is JsonValue v && v.TryGetValue(out string? s) ? s : null;
+
+    private static double Number(string key, JsonNode? node)
+    {
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out double d) && double.IsFinite(d))
+            return d;
+        if (node is JsonValue s && s.TryGetValue(out string? text)
+            && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double parsed) && double.IsFinite(parsed))
+            return parsed;
+        throw new ControlException($"{key}: '{node?.ToJsonString() ?? "null"}' is not a number");
+    }
+
+    private static int Integer(string key, double value) =>
+        value == Math.Floor(value) && value >= int.MinValue && value <= int.MaxValue
+            ? (int)value
+            : throw new ControlException($"{key}: must be a whole number (got {value.ToString(CultureInfo.InvariantCulture)})");
+
+    private sealed class ControlException(string message) : Exception(message);
+}
