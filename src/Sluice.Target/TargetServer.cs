@@ -193,6 +193,16 @@ public sealed class TargetServer : IAsyncDisposable
             var scsi = new ScsiTargetDevice(t.Name, units, _loggerFactory.CreateLogger("Sluice.Scsi"));
             var node = new TargetNode(t, scsi) { Scheduling = scheduling };
 
+            // Implicit ALUA: one target port group per portal group that serves this target, known
+            // to REPORT TARGET PORT GROUPS before anyone logs in through it (SPC-4 6.37).
+            foreach (var portal in _config.Portals)
+            {
+                if (node.ServesPortalGroup(portal.GroupTag))
+                {
+                    scsi.AddTargetPort(portal.GroupTag, portal.GroupTag);
+                }
+            }
+
             // PREEMPT AND ABORT (SPC-4 5.12.11.2.6): the preempted nexuses' tasks on that LU end.
             scsi.TasksAbortRequested += (nexus, lu) => AbortNexusTasks(node, nexus, lu);
             _targets.Add(t.Name, node);
