@@ -78,8 +78,9 @@ internal sealed class FakeTarget : IAsyncDisposable
                 }));
             }
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is OperationCanceledException or InvalidOperationException or System.Net.Sockets.SocketException or ObjectDisposedException)
         {
+            // Stopped: the listener may be stopped between two accepts ("Not listening").
         }
     }
 
