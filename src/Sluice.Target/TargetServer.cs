@@ -115,6 +115,8 @@ public sealed class TargetServer : IAsyncDisposable
                 d.DisposeAsync().AsTask().GetAwaiter().GetResult();
             }
 
+            // Nothing is left to stop: a later StopAsync must not flush disposed devices.
+            Volatile.Write(ref _state, 2);
             throw;
         }
 

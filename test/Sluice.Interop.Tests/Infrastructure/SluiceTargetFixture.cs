@@ -39,21 +39,38 @@ public sealed class SluiceTargetFixture : TargetFixture
     {
         if (!File.Exists(SluiceDll))
             throw new FileNotFoundException("sluice.dll is not in the test output (ProjectReference to Sluice.Cli)", SluiceDll);
-        int port = Ports.FreeTcpPort();
+        // Port 0: the server binds a free port itself and prints it on its `url` line, so no
+        // other socket on this busy machine can take the port between our pick and its bind.
+        string dataDir = Path.Combine(_dataDir, Guid.NewGuid().ToString("N"));
         string[] args =
         [
-            SluiceDll, "serve", "--listen", $"127.0.0.1:{port}", "--target", iqn, "--lun", lun,
-            "--data-dir", Path.Combine(_dataDir, port.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            SluiceDll, "serve", "--listen", "127.0.0.1:0", "--target", iqn, "--lun", lun,
+            "--data-dir", dataDir,
             .. extra,
         ];
         var server = ChildProcess.Start("dotnet", args);
         _servers.Add(server);
-        if (!await Ports.WaitAcceptingAsync(port, TimeSpan.FromSeconds(30), () => !server.HasExited))
+        int port = 0;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (DateTime.UtcNow < deadline && !server.HasExited)
+        {
+            var match = System.Text.RegularExpressions.Regex.Match(server.Output, @"^url iscsi://127\.0\.0\.1:(\d+)/", System.Text.RegularExpressions.RegexOptions.Multiline);
+            if (match.Success && server.Output.Contains("\nready", StringComparison.Ordinal))
+            {
+                port = int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+                break;
+            }
+
+            await Task.Delay(50);
+        }
+
+        if (port == 0 || !await Ports.WaitAcceptingAsync(port, TimeSpan.FromSeconds(10), () => !server.HasExited))
         {
             server.DrainOutput();
             throw new InvalidOperationException(
-                $"{server.Command} did not accept connections on 127.0.0.1:{port} ({(server.HasExited ? "exited" : "no listener after 30s")}):\n{server.Tail()}");
+                $"{server.Command} did not report a listening port ({(server.HasExited ? "exited" : "no url/ready line after 30s")}):\n{server.Tail()}");
         }
+
         return new TargetEndpoint("127.0.0.1", port, iqn, 0);
     }
 
