@@ -167,6 +167,21 @@ wait_port() {
   return 1
 }
 
+# wait_url LOG PID IQN SECS: the port `sluice serve` printed on its last `url` line for IQN
+# (it listens on port 0, so nothing else can take the port between a pick and the bind).
+wait_url() {
+  local deadline=$(( SECONDS + $4 )) line
+  while (( SECONDS < deadline )); do
+    line=$(grep -E "^url iscsi://127\.0\.0\.1:[0-9]+/$3/" "$1" 2>/dev/null | tail -n 1)
+    if [[ -n "$line" ]] && grep -q '^ready' "$1"; then
+      line=${line#url iscsi://127.0.0.1:}; echo "${line%%/*}"; return 0
+    fi
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+
 find_sluice_dll() {
   local c
   for c in "$SLUICE_DLL" "$ROOT/src/Sluice.Cli/bin/Release/net10.0/sluice.dll" \
@@ -180,30 +195,31 @@ find_sluice_dll() {
 MAIN_IQN="iqn.2026-11.dev.sluice:conformance"
 RO_IQN="iqn.2026-11.dev.sluice:conformance-ro"
 RM_IQN="iqn.2026-11.dev.sluice:conformance-rm"
-MAIN_PID=""; EXTRA_PID=""
+MAIN_PID=""; EXTRA_PID=""; SLUICE_STARTS=0; MAIN_LOG=""
 MAIN_START_CMD=""; EXTRA_START_CMD=""
 
 # start_main / start_extra set MAIN_PID / EXTRA_PID and URL / RO_URL / RM_URL.
 start_sluice_main() {
   local dll port
   dll="$(find_sluice_dll)" || return 1
-  port="$(free_port)"
-  dotnet "$dll" serve --listen "127.0.0.1:$port" --target "$MAIN_IQN" --lun memory:128MiB --data-dir "$OUT/data" \
-    >>"$OUT/sluice.log" 2>&1 &
+  # Each start gets its own log, so a restart reads its own `url` line.
+  MAIN_LOG="$OUT/sluice.$(( ++SLUICE_STARTS )).log"
+  dotnet "$dll" serve --listen "127.0.0.1:0" --target "$MAIN_IQN" --lun memory:128MiB --data-dir "$OUT/data" \
+    >"$MAIN_LOG" 2>&1 &
   MAIN_PID=$!; PIDS+=("$MAIN_PID")
+  port="$(wait_url "$MAIN_LOG" "$MAIN_PID" "$MAIN_IQN" 30)" || return 1
   URL="iscsi://127.0.0.1:$port/$MAIN_IQN/0"
   wait_port "$port" "$MAIN_PID" 30
 }
 start_sluice_extra() {
   local dll port
   dll="$(find_sluice_dll)" || return 1
-  port="$(free_port)"
   # The read-only and removable LUNs need per-LUN settings, so they come from a config file
   # (ServerConfig: targets[].luns[].readOnly / removable).
   cat > "$OUT/extra.json" <<EOF
 {
-  "dataDir": "$OUT/data",
-  "portals": [ { "host": "127.0.0.1", "port": $port } ],
+  "dataDir": "$OUT/data-extra",
+  "portals": [ { "host": "127.0.0.1", "port": 0 } ],
   "targets": [
     { "name": "$RO_IQN", "luns": [ { "number": 0, "backend": "memory:64MiB", "readOnly": true } ] },
     { "name": "$RM_IQN", "luns": [ { "number": 0, "backend": "memory:64MiB", "removable": true } ] }
@@ -212,6 +228,7 @@ start_sluice_extra() {
 EOF
   dotnet "$dll" serve --config "$OUT/extra.json" >>"$OUT/sluice-extra.log" 2>&1 &
   EXTRA_PID=$!; PIDS+=("$EXTRA_PID")
+  port="$(wait_url "$OUT/sluice-extra.log" "$EXTRA_PID" "$RM_IQN" 30)" || return 1
   RO_URL="iscsi://127.0.0.1:$port/$RO_IQN/0"
   RM_URL="iscsi://127.0.0.1:$port/$RM_IQN/0"
   wait_port "$port" "$EXTRA_PID" 30
@@ -307,7 +324,7 @@ START=$SECONDS
 restart_if_dead() { # kind
   [[ $AUTO -eq 1 && "$PEER" == sluice ]] || return 0
   if [[ "$1" == main && $MAIN_OK -eq 1 ]] && ! kill -0 "$MAIN_PID" 2>/dev/null; then
-    echo "  ! sluice exited; restarting it (log: $OUT/sluice.log)"
+    echo "  ! sluice exited; restarting it (log: $MAIN_LOG)"
     start_sluice_main || MAIN_OK=0
   fi
   if [[ "$1" != main && $EXTRA_OK -eq 1 ]] && ! kill -0 "$EXTRA_PID" 2>/dev/null; then
