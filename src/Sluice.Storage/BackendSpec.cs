@@ -101,7 +101,7 @@ public abstract record BackendSpec
         if (kind.Equals("model", StringComparison.OrdinalIgnoreCase))
             return ModelBackendSpec.TryParseBody(rest, out spec, out error);
 
-        error = $"unknown back end '{kind}' (expected memory:, file: or block:)";
+        error = $"unknown back end '{kind}' (expected memory:, file:, block: or model:)";
         return false;
     }
 

@@ -169,7 +169,7 @@ public class ServeConfigBuilderTests
     [InlineData("listen-port", "--listen: invalid port '70000' (expected 0-65535; 0 picks a free port)")]
     [InlineData("listen-host", "--listen: invalid host 'nas.local' (expected an IPv4 or IPv6 address)")]
     [InlineData("target", "--target: 'default' is not a valid iSCSI name (RFC 7143 §4.2.7.2: iqn./eui./naa.)")]
-    [InlineData("lun", "--lun: unknown back end 'disk' (expected memory:, file: or block:)")]
+    [InlineData("lun", "--lun: unknown back end 'disk' (expected memory:, file:, block: or model:)")]
     [InlineData("lun-size", "--lun: invalid size '1Q'")]
     [InlineData("chap", "--chap: expected USER:SECRET with both parts non-empty")]
     [InlineData("chap-empty-secret", "--chap: expected USER:SECRET with both parts non-empty")]

@@ -27,7 +27,7 @@ public class BackendSpecTests
     }
 
     [Theory]
-    [InlineData("foo:bar", "unknown back end 'foo' (expected memory:, file: or block:)")]
+    [InlineData("foo:bar", "unknown back end 'foo' (expected memory:, file:, block: or model:)")]
     [InlineData("memory:12XB", "invalid size '12XB'")]
     [InlineData("memory:0", "invalid size '0'")]
     [InlineData("memory:-5G", "invalid size '-5G'")]
@@ -52,7 +52,7 @@ public class BackendSpecTests
     public void Parse_InvalidSpec_ThrowsFormatExceptionWithError()
     {
         var e = Assert.Throws<FormatException>(() => BackendSpec.Parse("tape:/dev/st0"));
-        Assert.Equal("unknown back end 'tape' (expected memory:, file: or block:)", e.Message);
+        Assert.Equal("unknown back end 'tape' (expected memory:, file:, block: or model:)", e.Message);
     }
 
     [Theory]
