@@ -226,33 +226,7 @@ public sealed class InitiatorNegotiator
             return null;
         }
 
-        NegotiationKeys.TryGet(key, out var def);
-        bool ok;
-        switch (def.Function)
-        {
-            case ResultFunction.Minimum or ResultFunction.Maximum:
-            {
-                TextValue.TryParseNumber(ours, out ulong offered);
-                ok = TextValue.TryParseNumber(answer, out ulong got) && got >= (ulong)def.Min && got <= (ulong)def.Max &&
-                     (def.Function == ResultFunction.Minimum ? got <= offered : got >= offered);
-                break;
-            }
-
-            case ResultFunction.And:
-                ok = TextValue.TryParseBoolean(answer, out bool andResult) && (ours == TextValue.Yes || !andResult);
-                break;
-            case ResultFunction.Or:
-                ok = TextValue.TryParseBoolean(answer, out bool orResult) && (ours == TextValue.No || orResult);
-                break;
-            case ResultFunction.List:
-                ok = !answer.Contains(',', StringComparison.Ordinal) && ours.Split(',').Contains(answer, StringComparer.Ordinal);
-                break;
-            default:
-                ok = false;
-                break;
-        }
-
-        if (!ok)
+        if (!NegotiationKeys.AnswerFollowsFromOffer(key, ours, answer))
         {
             return $"answer {key}={answer} does not follow from our offer {ours} (RFC 7143 §6.2)";
         }

@@ -1,3 +1,5 @@
+using Sluice.Iscsi.Text;
+
 namespace Sluice.Iscsi.Login;
 
 /// <summary>How the two offers of a key combine (RFC 7143 §6.2.1, §6.2.2).</summary>
@@ -99,6 +101,32 @@ internal static class NegotiationKeys
     private const long DataMin = SessionParameters.MinDataLength;
 
     private static readonly Dictionary<string, KeyDefinition> Table = Build();
+
+    /// <summary>
+    /// Whether <paramref name="answer"/> is a legal result of the result function of
+    /// <paramref name="key"/> applied to <paramref name="ourOffer"/> (RFC 7143 §6.2.1, §6.2.2):
+    /// in range and not beyond our offer for min/max, no upgrade for AND/OR, one of our listed
+    /// values for a list. Used by whichever side made the offer.
+    /// </summary>
+    public static bool AnswerFollowsFromOffer(string key, string ourOffer, string answer)
+    {
+        TryGet(key, out var def);
+        switch (def.Function)
+        {
+            case ResultFunction.Minimum or ResultFunction.Maximum:
+                TextValue.TryParseNumber(ourOffer, out ulong offered);
+                return TextValue.TryParseNumber(answer, out ulong got) && got >= (ulong)def.Min && got <= (ulong)def.Max &&
+                       (def.Function == ResultFunction.Minimum ? got <= offered : got >= offered);
+            case ResultFunction.And:
+                return TextValue.TryParseBoolean(answer, out bool andResult) && (ourOffer == TextValue.Yes || !andResult);
+            case ResultFunction.Or:
+                return TextValue.TryParseBoolean(answer, out bool orResult) && (ourOffer == TextValue.No || orResult);
+            case ResultFunction.List:
+                return !answer.Contains(',', StringComparison.Ordinal) && ourOffer.Split(',').Contains(answer, StringComparer.Ordinal);
+            default:
+                return false;
+        }
+    }
 
     public static bool TryGet(string key, out KeyDefinition definition) =>
         Table.TryGetValue(key, out definition!);

@@ -329,30 +329,7 @@ internal sealed class TargetNegotiator
             return null;
         }
 
-        NegotiationKeys.TryGet(key, out var def);
-        bool ok;
-        switch (def.Function)
-        {
-            case ResultFunction.Minimum or ResultFunction.Maximum:
-            {
-                TextValue.TryParseNumber(ourOffer, out ulong offered);
-                ok = TextValue.TryParseNumber(answer, out ulong got) && got >= (ulong)def.Min && got <= (ulong)def.Max &&
-                     (def.Function == ResultFunction.Minimum ? got <= offered : got >= offered);
-                break;
-            }
-
-            case ResultFunction.And:
-                ok = TextValue.TryParseBoolean(answer, out bool andResult) && (ourOffer == TextValue.Yes || !andResult);
-                break;
-            case ResultFunction.Or:
-                ok = TextValue.TryParseBoolean(answer, out bool orResult) && (ourOffer == TextValue.No || orResult);
-                break;
-            default:
-                ok = false;
-                break;
-        }
-
-        if (!ok)
+        if (!NegotiationKeys.AnswerFollowsFromOffer(key, ourOffer, answer))
         {
             return new LoginFailure(LoginStatus.InitiatorError, $"answer {key}={answer} does not follow from our offer {ourOffer} (RFC 7143 §6.2)");
         }
