@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using Sluice.Iscsi.Pdu;
+using Sluice.Iscsi.Text;
 using Sluice.Offload;
 
 namespace Sluice.Target;
@@ -232,7 +233,6 @@ internal sealed partial class IscsiConnection
     private async Task RunTextAsync(Bhs h, byte[] data)
     {
         bool cont = (h.Flags & 0x40) != 0;
-        bool final = (h.Flags & 0x80) != 0;
         int maxSegment = _params!.InitiatorMaxRecvDataSegmentLength;
 
         // Continuation of a long response: the initiator pulls the next part with our TTT.
@@ -270,9 +270,15 @@ internal sealed partial class IscsiConnection
             return;
         }
 
-        var keys = ParseText(_textBuffer.AsSpan(0, _textLength));
+        bool parsed = TextCodec.TryParse(_textBuffer.AsSpan(0, _textLength), allowDuplicateKeys: false, out var keys, out _);
         _textLength = 0;
-        _ = final;
+        if (!parsed)
+        {
+            // §6.1: malformed key=value text is a protocol error for the whole request.
+            await SendRejectAsync(RejectReason.ProtocolError, h, Token).ConfigureAwait(false);
+            return;
+        }
+
         var response = new StringBuilder();
         foreach (var (key, value) in keys)
         {
@@ -315,31 +321,6 @@ internal sealed partial class IscsiConnection
         }
 
         await SendStatusPduAsync(r, chunk, advanceStatSN: true, Token).ConfigureAwait(false);
-    }
-
-    private static List<(string Key, string Value)> ParseText(ReadOnlySpan<byte> text)
-    {
-        List<(string, string)> pairs = [];
-        while (!text.IsEmpty)
-        {
-            int end = text.IndexOf((byte)0);
-            var item = end < 0 ? text : text[..end];
-            text = end < 0 ? [] : text[(end + 1)..];
-            if (item.IsEmpty)
-            {
-                continue;
-            }
-
-            int eq = item.IndexOf((byte)'=');
-            if (eq <= 0)
-            {
-                continue;
-            }
-
-            pairs.Add((Encoding.UTF8.GetString(item[..eq]), Encoding.UTF8.GetString(item[(eq + 1)..])));
-        }
-
-        return pairs;
     }
 
     // ------------------------------------------------------------------ logout
