@@ -5,8 +5,9 @@
 #
 #   test/conformance/run.sh [options] [URL|auto]
 #
-# With no URL (or "auto") the runner starts the target itself on a free loopback port:
-# `sluice serve` (default) or tgtd (--peer tgt). See docs/testing.md.
+# With no URL (or "auto") the runner starts the target itself on free loopback ports:
+# `sluice serve` (default) or tgtd (--peer tgt), with two portals serving the same LUN, so every
+# suite gets a second (multipath) URL. See docs/testing.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,6 +24,11 @@ usage: test/conformance/run.sh [options] [URL|auto]
   --no-extra-luns     don't run the read-only / removable LUN variants (ReadOnly@ro, ...)
   --ro-url URL        read-only LUN for the @ro variants (URL mode)
   --removable-url URL removable LUN for the @removable variants (URL mode)
+  --mp-url URL        second path to the same LUN as URL, passed to every suite as
+                      iscsi-test-cu's multipath URL (URL mode; auto mode starts a second portal)
+  --slow-url URL      LUN whose SANITIZE takes seconds, for Sanitize.Reset (URL mode)
+  --allow-sanitize    pass --allow-sanitize (SANITIZE destroys the LUN's data); on in auto mode
+  --no-sanitize       don't, even in auto mode (the Sanitize tests then skip)
   --baseline FILE     baseline to compare with (default: test/conformance/baseline.txt,
                       or baseline-tgt.txt with --peer tgt)
   --update-baseline   rewrite the baseline with this run's passes (suites not run are kept)
@@ -42,6 +48,9 @@ EXTRA=1
 SUITES=()
 RO_URL=""
 RM_URL=""
+MP_URL=""
+SLOW_URL=""
+SANITIZE=auto
 BASELINE=""
 UPDATE=0
 SUITE_TIMEOUT=120
@@ -59,6 +68,10 @@ while [[ $# -gt 0 ]]; do
     --no-extra-luns) EXTRA=0; shift ;;
     --ro-url) RO_URL="$2"; shift 2 ;;
     --removable-url) RM_URL="$2"; shift 2 ;;
+    --mp-url) MP_URL="$2"; shift 2 ;;
+    --slow-url) SLOW_URL="$2"; shift 2 ;;
+    --allow-sanitize) SANITIZE=1; shift ;;
+    --no-sanitize) SANITIZE=0; shift ;;
     --baseline) BASELINE="$2"; shift 2 ;;
     --update-baseline) UPDATE=1; shift ;;
     --timeout) SUITE_TIMEOUT="$2"; shift 2 ;;
@@ -83,22 +96,34 @@ done
 [[ -n "$OUT" ]] || OUT="$(mktemp -d /tmp/sluice-conformance.XXXXXX)"
 mkdir -p "$OUT"
 
-# The suites named in the conformance issue; --all adds the rest of SCSI.* and iSCSI.*.
+# The default set: the suites named in the conformance issue (#2) and the block command set
+# issue (#3: thin provisioning, ATS, XCOPY, reservations, SANITIZE, multipath). --all adds the
+# rest of SCSI.* and iSCSI.* and the slow rows (Sanitize.Reset@slow, about 70 s).
 DEFAULT_SUITES=(Inquiry Mandatory ModeSense6 NoMedia Prefetch10 Prefetch16 PreventAllow Read6
   Read10 Read12 Read16 ReadCapacity10 ReadCapacity16 StartStopUnit TestUnitReady Verify10
   Verify12 Verify16 Write10 Write12 Write16 WriteVerify10 WriteVerify12 WriteVerify16
-  iSCSIcmdsn iSCSIdatasn iSCSIResiduals iSCSITMF)
+  iSCSIcmdsn iSCSIdatasn iSCSIResiduals iSCSITMF
+  CompareAndWrite ExtendedCopy GetLBAStatus MultipathIO OrWrite PrinReadKeys
+  PrinServiceactionRange PrinReportCapabilities ProutRegister ProutReserve ProutClear
+  ProutPreempt ReadDefectData10 ReadDefectData12 ReceiveCopyResults ReportSupportedOpcodes
+  Reserve6 Sanitize Unmap WriteAtomic16 WriteSame10 WriteSame16)
 # Suites that only test something on a write-protected or a removable LUN (they skip, or pass
 # vacuously, on a plain disk): run again against such a LUN as SUITE@ro / SUITE@removable.
 RO_VARIANTS=(ReadOnly)
 RM_VARIANTS=(NoMedia PreventAllow StartStopUnit)
+
+# SCSI.Sanitize.Reset checks that a SANITIZE goes on through task management, resets and a new
+# login, seconds after it started: only a LUN whose sanitize lasts that long can pass it, so it
+# runs on its own against a slow model: LUN (row Sanitize.Reset@slow) and the rest of the suite
+# on the main LUN.
+SLOW_TESTS=(Reset)
 
 LISTING="$OUT/listing.txt"
 iscsi-test-cu -l > "$LISTING" 2>&1 || true
 family_of() { awk -F. -v s="$1" 'NF==2 && ($1=="SCSI"||$1=="iSCSI") && $2==s {print $1; exit}' "$LISTING"; }
 expected_tests() { awk -F. -v f="$1" -v s="$2" 'NF==3 && $1==f && $2==s {print $3}' "$LISTING"; }
 
-ROWS=()   # "name|suite|urlkind"
+ROWS=()   # "name|suite|urlkind|tests" (tests: empty = all, "only:A,B" or "except:A,B")
 if [[ ${#SUITES[@]} -gt 0 ]]; then
   base=("${SUITES[@]}")
 elif [[ $ALL -eq 1 ]]; then
@@ -106,17 +131,34 @@ elif [[ $ALL -eq 1 ]]; then
 else
   base=("${DEFAULT_SUITES[@]}")
 fi
+# libiscsi 1.19's MultipathIO.CompareAndWrite zeroes LBAs 0-255 but then tests 0-256 (one past),
+# so LBA 256 must already hold zeros: the suite runs first, on the fresh (all-zero) LUN.
+if [[ " ${base[*]} " == *" MultipathIO "* ]]; then
+  rest=(); for s in "${base[@]}"; do [[ "$s" == MultipathIO ]] || rest+=("$s"); done
+  base=(MultipathIO "${rest[@]}")
+fi
+SPLIT_SLOW=0
+if [[ $EXTRA -eq 1 && ( ( "$URL" == auto && "$PEER" == sluice ) || -n "$SLOW_URL" ) ]]; then SPLIT_SLOW=1; fi
+slow_list=$(IFS=,; echo "${SLOW_TESTS[*]}")
 for s in "${base[@]}"; do
   [[ -n "$(family_of "$s")" ]] || { echo "run.sh: no suite $s in 'iscsi-test-cu -l'" >&2; exit 2; }
-  ROWS+=("$s|$s|main")
+  if [[ "$s" == Sanitize && $SPLIT_SLOW -eq 1 ]]; then ROWS+=("$s|$s|main|except:$slow_list")
+  else ROWS+=("$s|$s|main|"); fi
 done
 if [[ $EXTRA -eq 1 ]]; then
   for s in "${RO_VARIANTS[@]}"; do
-    if [[ ${#SUITES[@]} -eq 0 || " ${SUITES[*]} " == *" $s "* ]]; then ROWS+=("$s@ro|$s|ro"); fi
+    if [[ ${#SUITES[@]} -eq 0 || " ${SUITES[*]} " == *" $s "* ]]; then ROWS+=("$s@ro|$s|ro|"); fi
   done
   for s in "${RM_VARIANTS[@]}"; do
-    if [[ ${#SUITES[@]} -eq 0 || " ${SUITES[*]} " == *" $s "* ]]; then ROWS+=("$s@removable|$s|rm"); fi
+    if [[ ${#SUITES[@]} -eq 0 || " ${SUITES[*]} " == *" $s "* ]]; then ROWS+=("$s@removable|$s|rm|"); fi
   done
+  if [[ $SPLIT_SLOW -eq 1 && ( $ALL -eq 1 || " ${SUITES[*]} " == *" Sanitize "* ) ]]; then
+    for t in "${SLOW_TESTS[@]}"; do ROWS+=("Sanitize.$t@slow|Sanitize|slow|only:$t"); done
+  fi
+fi
+
+if [[ "$SANITIZE" == auto ]]; then
+  if [[ "$URL" == auto ]]; then SANITIZE=1; else SANITIZE=0; fi
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -167,14 +209,16 @@ wait_port() {
   return 1
 }
 
-# wait_url LOG PID IQN SECS: the port `sluice serve` printed on its last `url` line for IQN
-# (it listens on port 0, so nothing else can take the port between a pick and the bind).
+# wait_url LOG PID IQN SECS: the ports `sluice serve` printed on its `url` lines for IQN, one a
+# line, in portal order (it listens on port 0, so nothing else can take a port between a pick
+# and the bind).
 wait_url() {
-  local deadline=$(( SECONDS + $4 )) line
+  local deadline=$(( SECONDS + $4 )) lines
   while (( SECONDS < deadline )); do
-    line=$(grep -E "^url iscsi://127\.0\.0\.1:[0-9]+/$3/" "$1" 2>/dev/null | tail -n 1)
-    if [[ -n "$line" ]] && grep -q '^ready' "$1"; then
-      line=${line#url iscsi://127.0.0.1:}; echo "${line%%/*}"; return 0
+    if grep -q '^ready' "$1" 2>/dev/null; then
+      lines=$(grep -E "^url iscsi://127\.0\.0\.1:[0-9]+/$3/" "$1" | sed -E 's|^url iscsi://127\.0\.0\.1:([0-9]+)/.*|\1|')
+      [[ -n "$lines" ]] && { echo "$lines"; return 0; }
+      return 1
     fi
     kill -0 "$2" 2>/dev/null || return 1
     sleep 0.2
@@ -195,43 +239,61 @@ find_sluice_dll() {
 MAIN_IQN="iqn.2026-11.dev.sluice:conformance"
 RO_IQN="iqn.2026-11.dev.sluice:conformance-ro"
 RM_IQN="iqn.2026-11.dev.sluice:conformance-rm"
-MAIN_PID=""; EXTRA_PID=""; SLUICE_STARTS=0; MAIN_LOG=""
-MAIN_START_CMD=""; EXTRA_START_CMD=""
+SLOW_IQN="iqn.2026-11.dev.sluice:conformance-slow"
+MAIN_PID=""; EXTRA_PID=""; SLUICE_STARTS=0; MAIN_LOG=""; EXTRA_STARTS=0; EXTRA_LOG=""
 
-# start_main / start_extra set MAIN_PID / EXTRA_PID and URL / RO_URL / RM_URL.
+# start_sluice_main / start_sluice_extra set MAIN_PID / EXTRA_PID and URL, MP_URL / RO_URL,
+# RM_URL, SLOW_URL.
 start_sluice_main() {
-  local dll port
+  local dll ports
   dll="$(find_sluice_dll)" || return 1
-  # Each start gets its own log, so a restart reads its own `url` line.
+  # Two portals in two portal groups (two target ports, SPC-4 3.1.120) serve the one LUN: the
+  # second is iscsi-test-cu's multipath URL, so MultipathIO and the multipath parts of the
+  # reservation and COMPARE AND WRITE suites run across two I_T nexuses.
+  cat > "$OUT/main.json" <<EOF
+{
+  "dataDir": "$OUT/data",
+  "portals": [ { "host": "127.0.0.1", "port": 0, "groupTag": 1 },
+               { "host": "127.0.0.1", "port": 0, "groupTag": 2 } ],
+  "targets": [ { "name": "$MAIN_IQN", "luns": [ { "number": 0, "backend": "memory:128MiB" } ] } ]
+}
+EOF
+  # Each start gets its own log, so a restart reads its own `url` lines.
   MAIN_LOG="$OUT/sluice.$(( ++SLUICE_STARTS )).log"
-  dotnet "$dll" serve --listen "127.0.0.1:0" --target "$MAIN_IQN" --lun memory:128MiB --data-dir "$OUT/data" \
-    >"$MAIN_LOG" 2>&1 &
+  dotnet "$dll" serve --config "$OUT/main.json" >"$MAIN_LOG" 2>&1 &
   MAIN_PID=$!; PIDS+=("$MAIN_PID")
-  port="$(wait_url "$MAIN_LOG" "$MAIN_PID" "$MAIN_IQN" 30)" || return 1
-  URL="iscsi://127.0.0.1:$port/$MAIN_IQN/0"
-  wait_port "$port" "$MAIN_PID" 30
+  mapfile -t ports < <(wait_url "$MAIN_LOG" "$MAIN_PID" "$MAIN_IQN" 30)
+  [[ ${#ports[@]} -eq 2 ]] || return 1
+  URL="iscsi://127.0.0.1:${ports[0]}/$MAIN_IQN/0"
+  MP_URL="iscsi://127.0.0.1:${ports[1]}/$MAIN_IQN/0"
+  wait_port "${ports[0]}" "$MAIN_PID" 30 && wait_port "${ports[1]}" "$MAIN_PID" 30
 }
 start_sluice_extra() {
-  local dll port
+  local dll ports
   dll="$(find_sluice_dll)" || return 1
   # The read-only and removable LUNs need per-LUN settings, so they come from a config file
-  # (ServerConfig: targets[].luns[].readOnly / removable).
+  # (ServerConfig: targets[].luns[].readOnly / removable). The slow LUN is a model: device of
+  # 2 MB/s: a SANITIZE OVERWRITE of its 16 MiB takes about 8 s.
   cat > "$OUT/extra.json" <<EOF
 {
   "dataDir": "$OUT/data-extra",
   "portals": [ { "host": "127.0.0.1", "port": 0 } ],
   "targets": [
     { "name": "$RO_IQN", "luns": [ { "number": 0, "backend": "memory:64MiB", "readOnly": true } ] },
-    { "name": "$RM_IQN", "luns": [ { "number": 0, "backend": "memory:64MiB", "removable": true } ] }
+    { "name": "$RM_IQN", "luns": [ { "number": 0, "backend": "memory:64MiB", "removable": true } ] },
+    { "name": "$SLOW_IQN", "luns": [ { "number": 0, "backend": "model:16MiB:mbps=2" } ] }
   ]
 }
 EOF
-  dotnet "$dll" serve --config "$OUT/extra.json" >>"$OUT/sluice-extra.log" 2>&1 &
+  EXTRA_LOG="$OUT/sluice-extra.$(( ++EXTRA_STARTS )).log"
+  dotnet "$dll" serve --config "$OUT/extra.json" >"$EXTRA_LOG" 2>&1 &
   EXTRA_PID=$!; PIDS+=("$EXTRA_PID")
-  port="$(wait_url "$OUT/sluice-extra.log" "$EXTRA_PID" "$RM_IQN" 30)" || return 1
-  RO_URL="iscsi://127.0.0.1:$port/$RO_IQN/0"
-  RM_URL="iscsi://127.0.0.1:$port/$RM_IQN/0"
-  wait_port "$port" "$EXTRA_PID" 30
+  mapfile -t ports < <(wait_url "$EXTRA_LOG" "$EXTRA_PID" "$RM_IQN" 30)
+  [[ ${#ports[@]} -ge 1 ]] || return 1
+  RO_URL="iscsi://127.0.0.1:${ports[0]}/$RO_IQN/0"
+  RM_URL="iscsi://127.0.0.1:${ports[0]}/$RM_IQN/0"
+  SLOW_URL="iscsi://127.0.0.1:${ports[0]}/$SLOW_IQN/0"
+  wait_port "${ports[0]}" "$EXTRA_PID" 30
 }
 
 tgt() { tgtadm -C "$TGT_CONTROL" --lld iscsi "$@"; }
@@ -246,7 +308,7 @@ tgt_target() { # tid iqn size params
   tgt --op bind --mode target --tid "$1" -I ALL || return 1
 }
 start_tgt() {
-  local port
+  local port port2
   command -v tgtd >/dev/null || { echo "run.sh: tgtd not found (apt-get install tgt)" >&2; return 1; }
   port="$(free_port)"
   # A private control port: its socket /var/run/tgtd/socket.N must not clash with a system tgtd.
@@ -263,6 +325,12 @@ start_tgt() {
   tgt_target 2 "$RO_IQN" 64M readonly=1 || return 1
   tgt_target 3 "$RM_IQN" 64M removable=1 || return 1
   URL="iscsi://127.0.0.1:$port/$MAIN_IQN/1"
+  # A second portal for the multipath URL (tgt has one portal group: same TPGT, two portals).
+  port2="$(free_port)"
+  if tgtadm -C "$TGT_CONTROL" --lld iscsi --mode portal --op new --param "portal=127.0.0.1:$port2" >>"$OUT/tgtd.log" 2>&1 \
+     && wait_port "$port2" "$MAIN_PID" 5; then
+    MP_URL="iscsi://127.0.0.1:$port2/$MAIN_IQN/1"
+  fi
   RO_URL="iscsi://127.0.0.1:$port/$RO_IQN/1"
   RM_URL="iscsi://127.0.0.1:$port/$RM_IQN/1"
 }
@@ -282,7 +350,7 @@ if [[ "$URL" == auto ]]; then
     tail -n 20 "$OUT"/*.log 2>/dev/null | sed 's/^/  | /' >&2 || true
   fi
   if [[ $EXTRA -eq 1 && $EXTRA_OK -eq 0 && $MAIN_OK -eq 1 ]]; then
-    echo "run.sh: the extra-LUN $PEER target did not start (log: $OUT/sluice-extra.log); @ro/@removable rows fail" >&2
+    echo "run.sh: the extra-LUN $PEER target did not start (log: $OUT/sluice-extra.*.log); @ro/@removable/@slow rows fail" >&2
   fi
 fi
 
@@ -328,18 +396,26 @@ restart_if_dead() { # kind
     start_sluice_main || MAIN_OK=0
   fi
   if [[ "$1" != main && $EXTRA_OK -eq 1 ]] && ! kill -0 "$EXTRA_PID" 2>/dev/null; then
-    echo "  ! extra sluice exited; restarting it (log: $OUT/sluice-extra.log)"
+    echo "  ! extra sluice exited; restarting it (log: $EXTRA_LOG)"
     start_sluice_extra || EXTRA_OK=0
   fi
 }
 
-run_row() { # name suite kind
-  local name="$1" suite="$2" kind="$3" fam url log rc note="" t st
+run_row() { # name suite kind tests
+  local name="$1" suite="$2" kind="$3" filter="$4" fam url log rc note="" t st sel=""
   local pass=0 fail=0 skip=0
   fam="$(family_of "$suite")"
-  case "$kind" in main) url="$URL" ;; ro) url="$RO_URL" ;; rm) url="$RM_URL" ;; esac
+  case "$kind" in main) url="$URL" ;; ro) url="$RO_URL" ;; rm) url="$RM_URL" ;; slow) url="$SLOW_URL" ;; esac
   log="$OUT/$name.log"
-  mapfile -t expected < <(expected_tests "$fam" "$suite")
+  local -a all_tests expected=()
+  mapfile -t all_tests < <(expected_tests "$fam" "$suite")
+  for t in "${all_tests[@]}"; do
+    case "$filter" in
+      only:*) [[ ",${filter#only:}," == *",$t,"* ]] || continue ;;
+      except:*) [[ ",${filter#except:}," != *",$t,"* ]] || continue ;;
+    esac
+    expected+=("$t")
+  done
   declare -A seen=()
 
   if (( SECONDS - START >= BUDGET )); then
@@ -350,9 +426,20 @@ run_row() { # name suite kind
     note="not run: target not running"
   else
     restart_if_dead "$kind"
-    local args=(-V --dataloss -i "$INITIATOR" "--test=$fam.$suite" "$url")
-    # MultipathIO needs a second path; the same portal twice gives two sessions to one LUN.
-    [[ "$suite" == MultipathIO ]] && args+=("$url")
+    case "$kind" in main) url="$URL" ;; ro) url="$RO_URL" ;; rm) url="$RM_URL" ;; slow) url="$SLOW_URL" ;; esac
+    # --test takes a comma-separated list of FAMILY.SUITE.TEST names.
+    if [[ -n "$filter" ]]; then
+      for t in "${expected[@]}"; do sel+="${sel:+,}$fam.$suite.$t"; done
+    else
+      sel="$fam.$suite"
+    fi
+    local args=(-V --dataloss -i "$INITIATOR" "--test=$sel")
+    [[ $SANITIZE -eq 1 ]] && args+=(--allow-sanitize)
+    args+=("$url")
+    # The second path to the main LUN: every suite gets it, so the multipath parts run across
+    # two I_T nexuses. Without one, MultipathIO gets the same portal twice (two sessions).
+    if [[ "$kind" == main && -n "$MP_URL" ]]; then args+=("$MP_URL")
+    elif [[ "$suite" == MultipathIO ]]; then args+=("$url"); fi
     rc=0
     (cd "$OUT" && timeout -k 5 "$SUITE_TIMEOUT" iscsi-test-cu "${args[@]}") >"$log" 2>&1 || rc=$?
     while read -r t st; do
@@ -376,10 +463,10 @@ run_row() { # name suite kind
   ORDER+=("$name")
 }
 
-echo "conformance: peer=$PEER url=$URL logs=$OUT"
+echo "conformance: peer=$PEER url=$URL${MP_URL:+ multipath=$MP_URL} sanitize=$SANITIZE logs=$OUT"
 for row in "${ROWS[@]}"; do
-  IFS='|' read -r name suite kind <<<"$row"
-  run_row "$name" "$suite" "$kind"
+  IFS='|' read -r name suite kind filter <<<"$row"
+  run_row "$name" "$suite" "$kind" "$filter"
 done
 ELAPSED=$(( SECONDS - START ))
 
