@@ -146,10 +146,11 @@ internal static class ProvisioningCommands
             return Responses.Done(Responses.Good(0, expected));
         }
         bool zeros = ndob || !request.DataOut.Span[..unit.BlockSize].ContainsAnyExcept((byte)0);
-        // UNMAP=1 on a thin LU deallocates; because deallocated blocks read as zeros
-        // (LBPRZ=1) that is only equivalent to the write when the data is zeros. Otherwise,
-        // and on a fully provisioned LU, the data is written (SBC-3 4.7.3.4, 5.43).
-        bool deallocate = unmap && zeros && unit.ThinProvisioned;
+        // UNMAP=1 on a thin LU (LBPWS/LBPWS10=1) is an unmap request for the range
+        // (SBC-3 4.7.3.4, 5.45, 5.46): the blocks are deallocated whatever the Data-Out block
+        // holds, and then read back as LBPRZ=1 says: zeros. Only a fully provisioned LU, where
+        // UNMAP=1 is ignored, writes the data.
+        bool deallocate = unmap && unit.ThinProvisioned;
         return WriteSameCore(target, unit, request, lba, blocks, deallocate, zeros, expected, cancellationToken);
     }
 

@@ -166,11 +166,19 @@ public class ProvisioningTests
     }
 
     [Fact]
-    public void WriteSame_UnmapNonZeroData_WritesTheData()
+    public void WriteSame_UnmapNonZeroData_DeallocatesOnThin_WritesOnFull()
     {
+        // libiscsi WriteSame10/16.UnmapUntilEnd: UNMAP=1 with a 0xFF block, then LBPRZ zeros.
         var h = Thin();
+        h.Run(Cdb.Rw10(0x2A, Blocks - 8, 8), dataOut: Fill(8 * 512, 0x55));
+        Assert.Equal(ScsiStatus.Good, h.Run(Cdb.Rw10(0x41, Blocks - 8, 0, 0x08), dataOut: Fill(512, 0xFF)).Status);
+        Assert.All(h.Run(Cdb.Rw10(0x28, Blocks - 8, 8), 8 * 512).Data, b => Assert.Equal(0, b));
         Assert.Equal(ScsiStatus.Good, h.Run(WriteSame16(0, 4, unmap: true), dataOut: Fill(512, 7)).Status);
-        Assert.All(h.Run(Cdb.Rw10(0x28, 0, 4), 2048).Data, b => Assert.Equal(7, b));
+        Assert.All(h.Run(Cdb.Rw10(0x28, 0, 4), 2048).Data, b => Assert.Equal(0, b));
+        // A fully provisioned LU ignores UNMAP=1 and writes the block.
+        var full = new Harness(blocks: 100).Ready();
+        Assert.Equal(ScsiStatus.Good, full.Run(WriteSame16(0, 4, unmap: true), dataOut: Fill(512, 7)).Status);
+        Assert.All(full.Run(Cdb.Rw10(0x28, 0, 4), 2048).Data, b => Assert.Equal(7, b));
     }
 
     [Fact]
