@@ -175,15 +175,19 @@ internal sealed partial class IscsiConnection
                 {
                     // RFC 7143 §7.8: a command whose immediate data fails its digest is rejected
                     // and counts as not received (its CmdSN is not consumed); nothing executes.
+                    // At ErrorRecoveryLevel 1 the initiator plugs the CmdSN gap by retrying the
+                    // command (§7.2.1). At level 0 it cannot, so the gap would stall the session's
+                    // window for good: the connection ends instead (session recovery, §7.1.5).
                     task.ReleaseBuffers();
                     Log.Rejecting(_logger, Id, "ScsiCommand", h.InitiatorTaskTag, RejectReason.DataDigestError, "immediate data digest error");
                     await SendRejectAsync(RejectReason.DataDigestError, h, Token).ConfigureAwait(false);
-                    return true;
+                    return p.ErrorRecoveryLevel >= 1;
                 }
             }
         }
 
         task.Received = dsl;
+        task.UnsolicitedNextOffset = dsl;
         task.UnsolicitedLimit = Math.Min(p.FirstBurstLength, outLength);
         task.UnsolicitedDone = final;
         task.NextR2TOffset = dsl;
@@ -281,6 +285,17 @@ internal sealed partial class IscsiConnection
             return;
         }
 
+        if (task.DigestFailed)
+        {
+            // §7.8 b: the response waits until every outstanding burst has been received.
+            if (task.UnsolicitedDone && task.Bursts.Count == 0)
+            {
+                await FailDigestAsync(task).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
         if (task.DataComplete)
         {
             Dispatch(task);
@@ -292,32 +307,62 @@ internal sealed partial class IscsiConnection
             return;
         }
 
-        if (task.NextR2TOffset < task.Received)
+        if (task.NextR2TOffset < task.UnsolicitedNextOffset)
         {
-            task.NextR2TOffset = task.Received;
+            task.NextR2TOffset = task.UnsolicitedNextOffset;
         }
 
         var p = _params!;
-        while (task.Bursts.Count < p.MaxOutstandingR2T && task.NextR2TOffset < task.OutLength)
+        while (task.Bursts.Count < p.MaxOutstandingR2T)
         {
-            int offset = task.NextR2TOffset;
-            int length = Math.Min(p.MaxBurstLength, task.OutLength - offset);
-            var burst = new ScsiTask.Burst { Ttt = NextTtt(), Offset = offset, End = offset + length, NextOffset = offset };
-            task.Bursts.Add(burst);
-            task.NextR2TOffset = offset + length;
+            int offset;
+            int length;
+            if (task.Lost is { Count: > 0 } lost)
+            {
+                // Recovery R2T (RFC 7143 §7.8 a, §11.8): a new R2T, with the next R2TSN and a new
+                // TTT, for exactly the range whose Data-Out was discarded.
+                var (lostOffset, lostEnd) = lost[0];
+                offset = lostOffset;
+                length = Math.Min(p.MaxBurstLength, lostEnd - lostOffset);
+                if (offset + length == lostEnd)
+                {
+                    lost.RemoveAt(0);
+                }
+                else
+                {
+                    lost[0] = (offset + length, lostEnd);
+                }
+            }
+            else if (task.NextR2TOffset < task.OutLength)
+            {
+                offset = task.NextR2TOffset;
+                length = Math.Min(p.MaxBurstLength, task.OutLength - offset);
+                task.NextR2TOffset = offset + length;
+            }
+            else
+            {
+                break;
+            }
 
-            // R2T, RFC 7143 §11.8: StatSN is not advanced.
-            var r = default(Bhs);
-            r.Opcode = Opcode.ReadyToTransfer;
-            r.Flags = 0x80;
-            r.Lun = task.Header.Lun;
-            r.InitiatorTaskTag = task.Itt;
-            r.TargetTransferTag = burst.Ttt;
-            r.DataSN = task.NextR2TSN++;
-            r.BufferOffset = (uint)offset;
-            r.ResidualCount = (uint)length;
-            await SendStatusPduAsync(r, ReadOnlyMemory<byte>.Empty, advanceStatSN: false, Token).ConfigureAwait(false);
+            var burst = new ScsiTask.Burst { Ttt = NextTtt(), Offset = offset, End = offset + length, NextOffset = offset, R2TSN = task.NextR2TSN++ };
+            task.Bursts.Add(burst);
+            await SendR2TAsync(task, burst).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>R2T, RFC 7143 §11.8: StatSN is not advanced.</summary>
+    private Task SendR2TAsync(ScsiTask task, ScsiTask.Burst burst)
+    {
+        var r = default(Bhs);
+        r.Opcode = Opcode.ReadyToTransfer;
+        r.Flags = 0x80;
+        r.Lun = task.Header.Lun;
+        r.InitiatorTaskTag = task.Itt;
+        r.TargetTransferTag = burst.Ttt;
+        r.DataSN = burst.R2TSN;
+        r.BufferOffset = (uint)burst.Offset;
+        r.ResidualCount = (uint)(burst.End - burst.Offset);
+        return SendStatusPduAsync(r, ReadOnlyMemory<byte>.Empty, advanceStatSN: false, Token);
     }
 
     /// <summary>SCSI Data-Out, RFC 7143 §11.7: placed straight into the command's buffer.</summary>
@@ -343,7 +388,7 @@ internal sealed partial class IscsiConnection
         if (h.TargetTransferTag == ReservedTag)
         {
             // Unsolicited data (§4.2.5.2) up to FirstBurstLength, in order.
-            if (task.UnsolicitedDone || h.DataSN != task.UnsolicitedDataSN || offset != task.Received || offset + dsl > task.UnsolicitedLimit)
+            if (task.UnsolicitedDone || h.DataSN != task.UnsolicitedDataSN || offset != task.UnsolicitedNextOffset || offset + dsl > task.UnsolicitedLimit)
             {
                 if (task.TooLarge)
                 {
@@ -365,16 +410,13 @@ internal sealed partial class IscsiConnection
             }
 
             task.UnsolicitedDataSN++;
-            if (!await ReceiveDataOutAsync(task, offset, dsl).ConfigureAwait(false))
-            {
-                return true;
-            }
-
-            task.Received += dsl;
+            task.UnsolicitedNextOffset = offset + dsl;
             if (final)
             {
                 task.UnsolicitedDone = true;
             }
+
+            await ReceiveDataOutAsync(task, offset, dsl).ConfigureAwait(false);
         }
         else
         {
@@ -397,18 +439,16 @@ internal sealed partial class IscsiConnection
                 return true;
             }
 
-            if (!await ReceiveDataOutAsync(task, offset, dsl).ConfigureAwait(false))
-            {
-                return true;
-            }
-
+            // The burst's sequence advances even when the payload is lost to a digest error:
+            // the initiator goes on with the next PDU, and the lost range is asked for again.
             burst.NextDataSN++;
             burst.NextOffset += dsl;
-            task.Received += dsl;
             if (burst.NextOffset == burst.End)
             {
                 task.Bursts.Remove(burst);
             }
+
+            await ReceiveDataOutAsync(task, offset, dsl).ConfigureAwait(false);
         }
 
         await ContinueAsync(task).ConfigureAwait(false);
@@ -440,36 +480,48 @@ internal sealed partial class IscsiConnection
 
     /// <summary>
     /// Places a Data-Out payload into the command's buffer. A data digest error means those
-    /// bytes are garbage: at ErrorRecoveryLevel 0 the PDU is rejected (§7.8) and the command
-    /// ends with ABORTED COMMAND / PROTOCOL SERVICE CRC ERROR, so no corrupted byte ever
-    /// reaches the back end.
+    /// bytes are garbage (RFC 7143 §7.8): the PDU is rejected with reason "Data (payload) digest
+    /// error" and its range counts as not received. At ErrorRecoveryLevel 1 the range is asked
+    /// for again with a recovery R2T, which overwrites it before the command may run; at level 0
+    /// the command will end with ABORTED COMMAND / PROTOCOL SERVICE CRC ERROR once its data is
+    /// in. Either way no corrupted byte reaches the back end.
     /// </summary>
-    private async Task<bool> ReceiveDataOutAsync(ScsiTask task, int offset, int length)
+    private async Task ReceiveDataOutAsync(ScsiTask task, int offset, int length)
     {
+        if (task.DigestFailed)
+        {
+            await _transport.DiscardDataAsync(Token).ConfigureAwait(false);
+            return;
+        }
+
         try
         {
             await _transport.ReceiveDataAsync(task.OutBuffer.AsMemory(offset, length), Token).ConfigureAwait(false);
-            return true;
+            task.Received += length;
         }
         catch (DataDigestException)
         {
             var h = _transport.Header;
             Log.Rejecting(_logger, Id, "DataOut", task.Itt, RejectReason.DataDigestError, "data digest error");
             await SendRejectAsync(RejectReason.DataDigestError, h, Token).ConfigureAwait(false);
-            task.Aborted = true;
-            byte[] sense = FixedSense(0x0b, 0x47, 0x05);
-            Finish(task, completeSlot: !task.Immediate);
-            if (task.Delivered)
+            if (_params!.ErrorRecoveryLevel >= 1)
             {
-                await SendScsiResponseAsync(task, ScsiStatus.CheckCondition, sense, 0, overflow: false, underflow: false, residual: 0).ConfigureAwait(false);
+                (task.Lost ??= []).Add((offset, offset + length));
             }
             else
             {
-                task.FailureSense = sense;
+                task.DigestFailed = true;
             }
-
-            return false;
         }
+    }
+
+    /// <summary>ErrorRecoveryLevel 0 end of a command whose Data-Out failed its digest (§7.8 b, §11.4.7.2).</summary>
+    private async Task FailDigestAsync(ScsiTask task)
+    {
+        task.Aborted = true;
+        byte[] sense = FixedSense(0x0b, 0x47, 0x05);
+        Finish(task, completeSlot: !task.Immediate);
+        await SendScsiResponseAsync(task, ScsiStatus.CheckCondition, sense, 0, overflow: false, underflow: false, residual: 0).ConfigureAwait(false);
     }
 
     /// <summary>Fixed-format sense data (SPC-4 4.5.3) for the few errors the transport itself reports.</summary>
@@ -538,7 +590,12 @@ internal sealed partial class IscsiConnection
         }
         finally
         {
-            task.ReleaseBuffers();
+            // A retained task (ErrorRecoveryLevel 1) keeps its Data-In buffer until the
+            // initiator acknowledges its status; if the status never went out, release now.
+            if (!task.Retained || !ReleaseRetainedLater(task))
+            {
+                task.ReleaseBuffers();
+            }
         }
     }
 
@@ -599,6 +656,45 @@ internal sealed partial class IscsiConnection
         bool good = response.Status == ScsiStatus.Good && response.SenseLength == 0;
         Finish(task, completeSlot: !task.Immediate);
 
+        // ErrorRecoveryLevel 1: the Data-In stays answerable by a Data SNACK until the status is
+        // acknowledged (RFC 7143 §11.16), so the status goes in its own SCSI Response PDU that the
+        // acknowledgement names, and the buffer is kept (released by AcknowledgeStatus).
+        bool retain = p.ErrorRecoveryLevel >= 1 && dataLength > 0;
+        task.DataInSent = dataLength;
+        if (retain)
+        {
+            task.Retained = true;
+            lock (_tasksLock)
+            {
+                _retained[task.Itt] = task;
+            }
+        }
+
+        bool collapse = good && !retain && dataLength > 0;
+        var status = new DataInStatus(collapse, response.Status, overflow, underflow, residual);
+        uint dataSN = await SendDataInAsync(task, dataLength, 0, uint.MaxValue, status).ConfigureAwait(false);
+        if (collapse)
+        {
+            return;
+        }
+
+        byte[] senseCopy = response.SenseLength > 0 ? task.Request.Sense[..response.SenseLength].ToArray() : [];
+        await SendScsiResponseAsync(task, response.Status, senseCopy, dataSN, overflow, underflow, residual).ConfigureAwait(false);
+    }
+
+    /// <summary>Status folded into the last Data-In PDU (§11.7.4 S bit), when it is.</summary>
+    private readonly record struct DataInStatus(bool OnLast, byte Status, bool Overflow, bool Underflow, uint Residual);
+
+    /// <summary>
+    /// Sends the Data-In PDUs of <paramref name="dataLength"/> bytes of the task's buffer whose
+    /// DataSN is in [<paramref name="firstSN"/>, <paramref name="lastSN"/>]: segments of at most
+    /// the initiator's MaxRecvDataSegmentLength, F bit at the end of each MaxBurstLength sequence.
+    /// The split is a pure function of the length and the session's parameters, so a Data SNACK
+    /// gets back exactly the PDUs first sent. Returns the number of Data-In PDUs of the whole transfer.
+    /// </summary>
+    private async Task<uint> SendDataInAsync(ScsiTask task, int dataLength, uint firstSN, uint lastSN, DataInStatus status)
+    {
+        var p = _params!;
         uint dataSN = 0;
         int offset = 0;
         int maxSegment = p.InitiatorMaxRecvDataSegmentLength;
@@ -608,52 +704,51 @@ internal sealed partial class IscsiConnection
             int length = Math.Min(maxSegment, burstEnd - offset);
             bool last = offset + length == dataLength;
             bool endOfSequence = offset + length == burstEnd;
-            var h = default(Bhs);
-            h.Opcode = Opcode.DataIn;
-            byte flags = 0;
-            if (endOfSequence)
+            if (dataSN >= firstSN && dataSN <= lastSN)
             {
-                flags |= 0x80;
-            }
-
-            bool withStatus = last && good;
-            if (withStatus)
-            {
-                flags |= 0x01;
-                if (overflow)
+                var h = default(Bhs);
+                h.Opcode = Opcode.DataIn;
+                byte flags = 0;
+                if (endOfSequence)
                 {
-                    flags |= 0x04;
-                }
-                else if (underflow)
-                {
-                    flags |= 0x02;
+                    flags |= 0x80;
                 }
 
-                h.SetByte(3, response.Status);
-                h.ResidualCount = overflow || underflow ? residual : 0;
+                bool withStatus = last && status.OnLast;
+                if (withStatus)
+                {
+                    flags |= 0x01;
+                    if (status.Overflow)
+                    {
+                        flags |= 0x04;
+                    }
+                    else if (status.Underflow)
+                    {
+                        flags |= 0x02;
+                    }
+
+                    h.SetByte(3, status.Status);
+                    h.ResidualCount = status.Overflow || status.Underflow ? status.Residual : 0;
+                }
+
+                h.Flags = flags;
+                h.Lun = task.Header.Lun;
+                h.InitiatorTaskTag = task.Itt;
+                h.TargetTransferTag = ReservedTag;
+                h.DataSN = dataSN;
+                h.BufferOffset = (uint)offset;
+                await SendStatusPduAsync(h, task.InBuffer.AsMemory(offset, length), advanceStatSN: withStatus, Token).ConfigureAwait(false);
             }
 
-            h.Flags = flags;
-            h.Lun = task.Header.Lun;
-            h.InitiatorTaskTag = task.Itt;
-            h.TargetTransferTag = ReservedTag;
-            h.DataSN = dataSN++;
-            h.BufferOffset = (uint)offset;
-            await SendStatusPduAsync(h, task.InBuffer.AsMemory(offset, length), advanceStatSN: withStatus, Token).ConfigureAwait(false);
+            dataSN++;
             offset += length;
             if (endOfSequence)
             {
                 burstEnd = Math.Min(burstEnd + p.MaxBurstLength, dataLength);
             }
-
-            if (withStatus)
-            {
-                return;
-            }
         }
 
-        byte[] senseCopy = response.SenseLength > 0 ? task.Request.Sense[..response.SenseLength].ToArray() : [];
-        await SendScsiResponseAsync(task, response.Status, senseCopy, dataSN, overflow, underflow, residual).ConfigureAwait(false);
+        return dataSN;
     }
 
     /// <summary>SCSI Response, RFC 7143 §11.4; sense data is preceded by its 2-byte length (§11.4.7).</summary>
@@ -685,6 +780,6 @@ internal sealed partial class IscsiConnection
             sense.CopyTo(data, 2);
         }
 
-        return SendStatusPduAsync(h, data, advanceStatSN: true, Token);
+        return SendStatusPduAsync(h, data, advanceStatSN: true, Token, task.Retained ? task : null);
     }
 }

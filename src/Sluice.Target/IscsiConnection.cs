@@ -56,6 +56,9 @@ internal sealed partial class IscsiConnection
 
     public long Id { get; }
 
+    /// <summary>The offload engine's counters for this connection (PDUs, bytes, digest errors).</summary>
+    public ConnectionCounters Counters => _transport.Counters;
+
     public IscsiSession? Session => _session;
 
     public ushort Cid { get; private set; }
@@ -194,6 +197,7 @@ internal sealed partial class IscsiConnection
             }
         }
 
+        ReleaseRecoveryState();
         if (_session is not null && ReferenceEquals(_session.Connection, this))
         {
             _server.EndSession(_session);
@@ -388,12 +392,18 @@ internal sealed partial class IscsiConnection
         var p = _params!;
         _transport.MaxReceiveDataSegmentLength = p.TargetMaxRecvDataSegmentLength;
         _lastReceiveTicks = Environment.TickCount64;
+        bool recovery = RecoveryEnabled;
         var ping = PingLoopAsync();
         try
         {
             while (await _transport.ReceiveHeaderAsync(Token).ConfigureAwait(false))
             {
                 _lastReceiveTicks = Environment.TickCount64;
+                if (recovery)
+                {
+                    AcknowledgeStatus(_transport.Header.ExpStatSN);
+                }
+
                 bool keepGoing;
                 try
                 {
@@ -438,7 +448,7 @@ internal sealed partial class IscsiConnection
                     Opcode.TaskManagementRequest => await OnTaskManagementAsync().ConfigureAwait(false),
                     Opcode.TextRequest => await OnTextRequestAsync().ConfigureAwait(false),
                     Opcode.LogoutRequest => await OnLogoutAsync().ConfigureAwait(false),
-                    Opcode.SnackRequest => await RejectAndDiscardAsync(RejectReason.ProtocolError, "SNACK needs ErrorRecoveryLevel > 0").ConfigureAwait(false),
+                    Opcode.SnackRequest => await OnSnackAsync().ConfigureAwait(false),
                     _ => await RejectAndDiscardAsync(RejectReason.CommandNotSupported, "unknown opcode").ConfigureAwait(false),
                 };
     }
@@ -469,7 +479,7 @@ internal sealed partial class IscsiConnection
     /// Sends a target PDU with StatSN, ExpCmdSN and MaxCmdSN filled in under the send lock
     /// (RFC 7143 §4.2.2.2: StatSN advances by one for each PDU that carries a status).
     /// </summary>
-    private async Task SendStatusPduAsync(Bhs h, ReadOnlyMemory<byte> data, bool advanceStatSN, CancellationToken cancellationToken)
+    private async Task SendStatusPduAsync(Bhs h, ReadOnlyMemory<byte> data, bool advanceStatSN, CancellationToken cancellationToken, ScsiTask? retained = null)
     {
         await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -478,6 +488,11 @@ internal sealed partial class IscsiConnection
             var (exp, max) = _session!.Window2();
             h.ExpCmdSN = exp;
             h.MaxCmdSN = max;
+            if (advanceStatSN && RecoveryEnabled)
+            {
+                RecordStatus(h, data.Span, retained);
+            }
+
             await _transport.SendAsync(h, data, cancellationToken).ConfigureAwait(false);
         }
         finally

@@ -53,4 +53,7 @@ internal static partial class Log
 
     [LoggerMessage(1015, LogLevel.Information, "Stopping: {Sessions} sessions open")]
     public static partial void Stopping(ILogger logger, int sessions);
+
+    [LoggerMessage(1016, LogLevel.Information, "conn {ConnectionId}: SNACK: resending {Opcode} itt=0x{Itt:x8} numbers {First}..{Last}")]
+    public static partial void Retransmitting(ILogger logger, long connectionId, string opcode, uint itt, uint first, uint last);
 }

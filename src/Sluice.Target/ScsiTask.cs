@@ -30,6 +30,34 @@ internal sealed class ScsiTask
     public bool UnsolicitedDone { get; set; }
     public uint UnsolicitedDataSN { get; set; }
 
+    /// <summary>Buffer offset the next unsolicited Data-Out must carry (immediate data comes first).</summary>
+    public int UnsolicitedNextOffset { get; set; }
+
+    /// <summary>
+    /// Ranges of the data-out buffer whose Data-Out failed its data digest (RFC 7143 §7.8) and
+    /// were discarded: at ErrorRecoveryLevel 1 each is asked for again with a recovery R2T
+    /// before the command may run. Null until the first loss (an error path, so it may allocate).
+    /// </summary>
+    public List<(int Offset, int End)>? Lost { get; set; }
+
+    /// <summary>
+    /// At ErrorRecoveryLevel 0 a Data-Out failed its digest: the rest of the data is drained and
+    /// the command ends with PROTOCOL SERVICE CRC ERROR once every outstanding burst is in (§7.8 b).
+    /// </summary>
+    public bool DigestFailed { get; set; }
+
+    /// <summary>
+    /// ErrorRecoveryLevel 1: the task's Data-In buffer is kept after the command completed, so
+    /// a Data SNACK can be answered, until the initiator acknowledges its status (§11.16).
+    /// </summary>
+    public bool Retained { get; set; }
+
+    /// <summary>The retained task's status is held for a Status SNACK; its acknowledgement releases the buffers.</summary>
+    public bool StatusRecorded { get; set; }
+
+    /// <summary>Length of the Data-In sent for the command (what a Data SNACK may ask for again).</summary>
+    public int DataInSent { get; set; }
+
     /// <summary>Next offset that still needs an R2T.</summary>
     public int NextR2TOffset { get; set; }
     public uint NextR2TSN { get; set; }
@@ -95,5 +123,8 @@ internal sealed class ScsiTask
         public required int End { get; init; }
         public int NextOffset { get; set; }
         public uint NextDataSN { get; set; }
+
+        /// <summary>The R2TSN of the R2T that opened the burst (an R2T SNACK names it).</summary>
+        public uint R2TSN { get; init; }
     }
 }

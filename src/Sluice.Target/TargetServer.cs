@@ -317,7 +317,31 @@ public sealed class TargetServer : IAsyncDisposable
     {
         lock (_connectionsLock)
         {
-            _connections.Remove(connection);
+            if (_connections.Remove(connection))
+            {
+                _closedHeaderDigestErrors += connection.Counters.HeaderDigestErrors;
+                _closedDataDigestErrors += connection.Counters.DataDigestErrors;
+            }
+        }
+    }
+
+    private long _closedHeaderDigestErrors;
+    private long _closedDataDigestErrors;
+
+    /// <summary>Header and data digest errors detected on every connection, open or closed, since start.</summary>
+    internal (long Header, long Data) DigestErrors()
+    {
+        lock (_connectionsLock)
+        {
+            long header = _closedHeaderDigestErrors;
+            long data = _closedDataDigestErrors;
+            foreach (var c in _connections)
+            {
+                header += c.Counters.HeaderDigestErrors;
+                data += c.Counters.DataDigestErrors;
+            }
+
+            return (header, data);
         }
     }
 

@@ -68,7 +68,7 @@ public class ConfigValidatorTests
         ["max burst too small"] = c => c.Limits.MaxBurstLength = 511,
         ["first burst above max"] = c => c.Limits.FirstBurstLength = 2 * c.Limits.MaxBurstLength,
         ["mrdsl"] = c => c.Limits.MaxRecvDataSegmentLength = 100,
-        ["erl"] = c => c.Limits.MaxErrorRecoveryLevel = 3,
+        ["erl"] = c => c.Limits.MaxErrorRecoveryLevel = 2,
         ["sessions"] = c => c.Limits.MaxSessions = 0,
         ["connections"] = c => c.Limits.MaxConnectionsPerSession = 0,
         ["window"] = c => c.Limits.CommandWindow = 0,
@@ -126,7 +126,7 @@ public class ConfigValidatorTests
     [InlineData("max burst too small", "limits.maxBurstLength: must be between 512 and 16777215 (got 511)")]
     [InlineData("first burst above max", "limits.firstBurstLength: must not exceed limits.maxBurstLength (2097152 > 1048576, RFC 7143 §13.14)")]
     [InlineData("mrdsl", "limits.maxRecvDataSegmentLength: must be between 512 and 16777215 (got 100)")]
-    [InlineData("erl", "limits.maxErrorRecoveryLevel: must be between 0 and 2 (got 3)")]
+    [InlineData("erl", "limits.maxErrorRecoveryLevel: must be between 0 and 1 (got 2)")]
     [InlineData("sessions", "limits.maxSessions: must be between 1 and 65535 (got 0)")]
     [InlineData("connections", "limits.maxConnectionsPerSession: must be between 1 and 65535 (got 0)")]
     [InlineData("window", "limits.commandWindow: must be between 1 and 65535 (got 0)")]

@@ -32,7 +32,7 @@ internal sealed class CorruptingProxy : IAsyncDisposable
 
     public IPEndPoint Endpoint => (IPEndPoint)_listener.LocalEndPoint!;
 
-    /// <summary>Bytes the initiator has sent through the proxy so far.</summary>
+    /// <summary>Bytes of the initiator's stream the proxy has taken in so far.</summary>
     public long UpstreamBytes => Interlocked.Read(ref _upstreamBytes);
 
     public long DownstreamBytes => Interlocked.Read(ref _downstreamBytes);
@@ -100,12 +100,8 @@ internal sealed class CorruptingProxy : IAsyncDisposable
                     }
                 }
 
-                int sent = 0;
-                while (sent < n)
-                {
-                    sent += await to.SendAsync(buffer.AsMemory(sent, n - sent), SocketFlags.None, _cts.Token);
-                }
-
+                // Counted before forwarding: once the far side can answer these bytes, a test
+                // that reads the count must already see them (offsets of the next PDU start here).
                 if (upstream)
                 {
                     Interlocked.Add(ref _upstreamBytes, n);
@@ -113,6 +109,12 @@ internal sealed class CorruptingProxy : IAsyncDisposable
                 else
                 {
                     Interlocked.Add(ref _downstreamBytes, n);
+                }
+
+                int sent = 0;
+                while (sent < n)
+                {
+                    sent += await to.SendAsync(buffer.AsMemory(sent, n - sent), SocketFlags.None, _cts.Token);
                 }
             }
         }

@@ -32,6 +32,18 @@ internal sealed class RawInitiator : IAsyncDisposable
     /// <summary>Offer HeaderDigest and DataDigest = CRC32C and turn them on after login.</summary>
     public bool Digests { get; set; }
 
+    /// <summary>The ErrorRecoveryLevel offered at login (the target answers the lower of its maximum and this).</summary>
+    public int ErrorRecoveryLevel { get; set; }
+
+    /// <summary>Our MaxRecvDataSegmentLength: the largest Data-In segment the target may send.</summary>
+    public int MaxRecvDataSegmentLength { get; set; } = 262144;
+
+    /// <summary>The next CmdSN this initiator will use.</summary>
+    public uint CmdSN => _cmdSN;
+
+    /// <summary>The ExpStatSN this initiator sends.</summary>
+    public uint ExpStatSN => _expStatSN;
+
     public static async Task<RawInitiator> ConnectAsync(IPEndPoint endpoint)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -58,7 +70,7 @@ internal sealed class RawInitiator : IAsyncDisposable
         }
 
         string digest = Digests ? "CRC32C" : "None";
-        var op = $"HeaderDigest={digest}\0DataDigest={digest}\0MaxRecvDataSegmentLength=262144\0InitialR2T=No\0ImmediateData=Yes\0MaxBurstLength=1048576\0FirstBurstLength=65536\0ErrorRecoveryLevel=0\0";
+        var op = $"HeaderDigest={digest}\0DataDigest={digest}\0MaxRecvDataSegmentLength={MaxRecvDataSegmentLength}\0InitialR2T=No\0ImmediateData=Yes\0MaxBurstLength=1048576\0FirstBurstLength=65536\0ErrorRecoveryLevel={ErrorRecoveryLevel}\0";
         for (int round = 0; round < 4; round++)
         {
             var (c2, d2, r2) = await LoginStepAsync(csg: 1, nsg: 3, round == 0 ? op : "", tsih);
@@ -71,6 +83,7 @@ internal sealed class RawInitiator : IAsyncDisposable
             {
                 if (c2 == 0)
                 {
+                    NegotiatedErl = reply.GetValueOrDefault("ErrorRecoveryLevel");
                     Transport.HeaderDigest = reply.GetValueOrDefault("HeaderDigest") == "CRC32C";
                     Transport.DataDigest = reply.GetValueOrDefault("DataDigest") == "CRC32C";
                 }
@@ -83,6 +96,9 @@ internal sealed class RawInitiator : IAsyncDisposable
     }
 
     public bool LastTransit { get; private set; }
+
+    /// <summary>The ErrorRecoveryLevel the target answered at login.</summary>
+    public string? NegotiatedErl { get; private set; }
 
     private async Task<(byte, byte, Dictionary<string, string>)> LoginStepAsync(int csg, int nsg, string text, ushort tsih)
     {
@@ -154,6 +170,51 @@ internal sealed class RawInitiator : IAsyncDisposable
         cdb.CopyTo(h.Cdb);
         await Transport.SendAsync(h, immediate ?? []);
         return itt;
+    }
+
+    /// <summary>
+    /// Sends a SCSI Command with the given ITT and CmdSN (a retry, RFC 7143 §7.2.1, reuses
+    /// both) without advancing this initiator's counters.
+    /// </summary>
+    public async Task SendCommandAsAsync(uint itt, uint cmdSN, byte[] cdb, int expectedLength, bool read, bool write, byte[]? immediate = null, bool final = true)
+    {
+        var h = default(Bhs);
+        h.Opcode = Opcode.ScsiCommand;
+        h.Flags = (byte)((final ? 0x80 : 0) | (read ? 0x40 : 0) | (write ? 0x20 : 0) | 1);
+        h.InitiatorTaskTag = itt;
+        h.ExpectedDataTransferLength = (uint)expectedLength;
+        h.CmdSN = cmdSN;
+        h.ExpStatSN = _expStatSN;
+        cdb.CopyTo(h.Cdb);
+        await Transport.SendAsync(h, immediate ?? []);
+    }
+
+    /// <summary>One SCSI Data-Out PDU (RFC 7143 §11.7).</summary>
+    public async Task SendDataOutAsync(uint itt, uint ttt, uint dataSN, int offset, ReadOnlyMemory<byte> data, bool final)
+    {
+        var d = default(Bhs);
+        d.Opcode = Opcode.DataOut;
+        d.Flags = (byte)(final ? 0x80 : 0);
+        d.InitiatorTaskTag = itt;
+        d.TargetTransferTag = ttt;
+        d.ExpStatSN = _expStatSN;
+        d.DataSN = dataSN;
+        d.BufferOffset = (uint)offset;
+        await Transport.SendAsync(d, data);
+    }
+
+    /// <summary>SNACK Request, RFC 7143 §11.16: type 0 Data/R2T, 1 Status, 2 DataACK, 3 R-Data.</summary>
+    public async Task SendSnackAsync(byte type, uint itt, uint begRun, uint runLength, uint snackTag = 0xffffffff)
+    {
+        var h = default(Bhs);
+        h.Opcode = Opcode.SnackRequest;
+        h.Flags = (byte)(0x80 | type);
+        h.InitiatorTaskTag = itt;
+        h.TargetTransferTag = snackTag;
+        h.ExpStatSN = _expStatSN;
+        h.SetU32(40, begRun);
+        h.SetU32(44, runLength);
+        await Transport.SendAsync(h, ReadOnlyMemory<byte>.Empty);
     }
 
     public async Task SendTextAsync(string text)

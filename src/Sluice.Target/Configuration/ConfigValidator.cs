@@ -372,7 +372,8 @@ public static class ConfigValidator
         if (l.FirstBurstLength > l.MaxBurstLength)
             throw new ConfigException("limits.firstBurstLength", $"must not exceed limits.maxBurstLength ({l.FirstBurstLength} > {l.MaxBurstLength}, RFC 7143 §13.14)");
         Range(l.MaxOutstandingR2T, 1, 65535, "maxOutstandingR2T");
-        Range(l.MaxErrorRecoveryLevel, 0, 2, "maxErrorRecoveryLevel");
+        // Level 2 (connection recovery, task reassignment) is not implemented, so it is not offered.
+        Range(l.MaxErrorRecoveryLevel, 0, 1, "maxErrorRecoveryLevel");
         Range(l.DefaultTime2Wait, 0, 3600, "defaultTime2Wait");
         Range(l.DefaultTime2Retain, 0, 3600, "defaultTime2Retain");
         Range(l.MaxTransferLength, 512, 1 << 30, "maxTransferLength");
