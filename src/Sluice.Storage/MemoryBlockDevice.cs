@@ -46,8 +46,13 @@ public sealed class MemoryBlockDevice : IBlockDevice, IAllocationMap
     /// <inheritdoc/>
     public bool IsReadOnly { get; }
 
-    /// <inheritdoc/>
-    public bool SupportsUnmap => !IsReadOnly;
+    /// <summary>
+    /// Always true: RAM is allocated chunk by chunk on first write, so the medium is thin whether
+    /// or not it may be written. A write-protected thin LU still reports LBPME and answers UNMAP
+    /// with DATA PROTECT (SBC-3 4.7.3.1, 5.28); the device itself refuses <see cref="UnmapAsync"/>
+    /// when read-only.
+    /// </summary>
+    public bool SupportsUnmap => true;
 
     /// <summary>Allocation unit in bytes.</summary>
     public int ChunkSize { get; }

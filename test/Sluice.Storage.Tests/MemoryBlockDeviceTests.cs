@@ -88,6 +88,7 @@ public class MemoryBlockDeviceTests
     {
         await using var device = new MemoryBlockDevice(1L << 20, readOnly: true);
         Assert.True(device.IsReadOnly);
+        Assert.True(device.SupportsUnmap); // still thin: the LU reports LBPME and rejects UNMAP as write-protected
         await Assert.ThrowsAsync<InvalidOperationException>(async () => await device.WriteAsync(0, new byte[512], false));
         await Assert.ThrowsAsync<InvalidOperationException>(async () => await device.UnmapAsync(0, 512));
         await device.ReadAsync(0, new byte[512]);

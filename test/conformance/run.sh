@@ -247,6 +247,9 @@ MAIN_PID=""; EXTRA_PID=""; SLUICE_STARTS=0; MAIN_LOG=""; EXTRA_STARTS=0; EXTRA_L
 start_sluice_main() {
   local dll ports
   dll="$(find_sluice_dll)" || return 1
+  # maxTransferLength 32 MiB: libiscsi 1.19's WriteSame16.Unmap writes 65536 blocks (32 MiB) in
+  # one WRITE(16) without looking at the Block Limits VPD's MAXIMUM TRANSFER LENGTH (16 MiB by
+  # default), and counts the INVALID FIELD IN CDB it gets as a failure.
   # Two portals in two portal groups (two target ports, SPC-4 3.1.120) serve the one LUN: the
   # second is iscsi-test-cu's multipath URL, so MultipathIO and the multipath parts of the
   # reservation and COMPARE AND WRITE suites run across two I_T nexuses.
@@ -255,7 +258,8 @@ start_sluice_main() {
   "dataDir": "$OUT/data",
   "portals": [ { "host": "127.0.0.1", "port": 0, "groupTag": 1 },
                { "host": "127.0.0.1", "port": 0, "groupTag": 2 } ],
-  "targets": [ { "name": "$MAIN_IQN", "luns": [ { "number": 0, "backend": "memory:128MiB" } ] } ]
+  "targets": [ { "name": "$MAIN_IQN", "luns": [ { "number": 0, "backend": "memory:128MiB" } ] } ],
+  "limits": { "maxTransferLength": 33554432 }
 }
 EOF
   # Each start gets its own log, so a restart reads its own `url` lines.
