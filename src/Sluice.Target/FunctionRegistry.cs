@@ -108,6 +108,57 @@ internal sealed class FunctionRegistry : IDisposable
         }
     }
 
+    /// <summary>Adds a function (<c>sluice fn add</c>); its LUNs are scheduled by <see cref="Add"/> as its target opens.</summary>
+    /// <exception cref="ArgumentException">The name is taken.</exception>
+    public void AddFunction(FunctionConfig f)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        var state = new FunctionState(f.Name, LevelOf(f));
+        foreach (string target in f.Targets)
+            state.Targets.Add(target);
+        lock (_lock)
+        {
+            if (!_functions.TryAdd(f.Name, state))
+                throw new ArgumentException($"function '{f.Name}' already exists", nameof(f));
+        }
+    }
+
+    /// <summary>
+    /// Removes a function (<c>sluice fn rm</c>) once its requests are done: its targets' LUNs are no
+    /// longer scheduled and each device scheduler drops its entry. Waits up to <paramref name="timeout"/>
+    /// for requests still queued or at the back end; false when some remain (the function stays, minus
+    /// the devices it has left, so a second call can finish).
+    /// </summary>
+    public async Task<bool> TryRemoveFunctionAsync(string function, TimeSpan timeout)
+    {
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (true)
+        {
+            lock (_lock)
+            {
+                if (!_functions.TryGetValue(function, out var state))
+                    return true;
+                foreach (var (device, _) in state.Handles.ToList())
+                {
+                    if (_schedulers[device].TryRemoveFunction(function))
+                        state.Handles.Remove(device);
+                }
+
+                if (state.Handles.Count == 0)
+                {
+                    foreach (string target in state.Targets)
+                        _targets.Remove(target);
+                    _functions.Remove(function);
+                    return true;
+                }
+            }
+
+            if (Environment.TickCount64 >= deadline)
+                return false;
+            await Task.Delay(20).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>The scheduler and handle commands to (<paramref name="target"/>, <paramref name="lun"/>) queue under.</summary>
     public bool TryGetLane(string target, ulong lun, out QosScheduler? scheduler, out FunctionHandle? handle)
     {

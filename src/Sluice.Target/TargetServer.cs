@@ -14,12 +14,13 @@ using Sluice.Target.Control;
 namespace Sluice.Target;
 
 /// <summary>The iSCSI target: portals, sessions and the logical units behind them.</summary>
-public sealed class TargetServer : IAsyncDisposable
+public sealed partial class TargetServer : IAsyncDisposable
 {
     private readonly ServerConfig _config;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
-    private readonly Dictionary<string, TargetNode> _targets = new(StringComparer.OrdinalIgnoreCase);
+    // Copy-on-write: readers take the current dictionary without a lock; fn add / rm swap in a new one.
+    private volatile Dictionary<string, TargetNode> _targets = new(StringComparer.OrdinalIgnoreCase);
     private readonly List<IBlockDevice> _devices = [];
     private readonly Dictionary<string, IBlockDevice> _sharedDevices = new(StringComparer.Ordinal);
     private readonly List<(Socket Socket, ushort Tpgt, Task Loop)> _listeners = [];
@@ -96,7 +97,7 @@ public sealed class TargetServer : IAsyncDisposable
         {
             OpenTargets();
             Listen();
-            var control = new ControlEndpoint(Functions, _config, _logger);
+            var control = new ControlEndpoint(this, _logger);
             if (control.Start(ControlProtocol.SocketPath(_config.DataDir)))
                 _control = control;
             else
@@ -138,77 +139,90 @@ public sealed class TargetServer : IAsyncDisposable
             _sharedDevices.Add(d.Name, device);
         }
 
-        var slices = SlicePlacement.Plan(_config).ToDictionary(p => (p.Target, p.Lun));
+        var slices = SlicePlacement.Plan(_config);
         for (int ti = 0; ti < _config.Targets.Count; ti++)
         {
             var t = _config.Targets[ti];
-            string? function = Functions.FunctionOf(t.Name);
-            TargetScheduling? scheduling = null;
-            List<LogicalUnit> units = [];
-
-            // Persistent reservations with APTPL survive restarts in a per-target directory.
-            string stateDirectory = Path.Combine(_config.DataDir, "state", SafeFileName(t.Name));
-            Directory.CreateDirectory(stateDirectory);
-            for (int li = 0; li < t.Luns.Count; li++)
-            {
-                var lun = t.Luns[li];
-                bool writeThrough = string.Equals(lun.CacheMode, "write-through", StringComparison.OrdinalIgnoreCase);
-                IBlockDevice device;
-                string deviceKey;
-                if (slices.TryGetValue((ti, li), out var slice))
-                {
-                    // The shared device stays open for the other slices; the slice only checks its window.
-                    device = new SliceBlockDevice(_sharedDevices[slice.Device], slice.Offset, slice.Size, lun.ReadOnly, writeThrough);
-                    deviceKey = slice.Device;
-                }
-                else
-                {
-                    if (!BackendSpec.TryParse(lun.Backend, out var spec, out var error))
-                    {
-                        throw new InvalidOperationException($"targets[{t.Name}].luns[{lun.Number}].backend: {error}");
-                    }
-
-                    device = BlockDeviceFactory.Open(spec!, _config.DataDir, lun.ReadOnly, writeThrough);
-                    _devices.Add(device);
-                    deviceKey = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{t.Name}/{lun.Number}");
-                }
-
-                if (function is not null)
-                {
-                    scheduling = Functions.Add(function, t.Name, lun.Number, deviceKey);
-                }
-
-                var options = new LogicalUnitOptions
-                {
-                    BlockSize = lun.BlockSize,
-                    ReadOnly = lun.ReadOnly || device.IsReadOnly,
-                    Removable = lun.Removable,
-                    WriteCacheEnabled = !writeThrough,
-                    SerialNumber = lun.Serial,
-                    NaaIdentifier = StableNaa(t.Name, lun.Number),
-                    MaxTransferLengthBytes = _config.Limits.MaxTransferLength,
-                    StateDirectory = stateDirectory,
-                };
-                units.Add(new LogicalUnit(lun.Number, device, options));
-            }
-
-            var scsi = new ScsiTargetDevice(t.Name, units, _loggerFactory.CreateLogger("Sluice.Scsi"));
-            var node = new TargetNode(t, scsi) { Scheduling = scheduling };
-
-            // Implicit ALUA: one target port group per portal group that serves this target, known
-            // to REPORT TARGET PORT GROUPS before anyone logs in through it (SPC-4 6.37).
-            foreach (var portal in _config.Portals)
-            {
-                if (node.ServesPortalGroup(portal.GroupTag))
-                {
-                    scsi.AddTargetPort(portal.GroupTag, portal.GroupTag);
-                }
-            }
-
-            // PREEMPT AND ABORT (SPC-4 5.12.11.2.6): the preempted nexuses' tasks on that LU end.
-            scsi.TasksAbortRequested += (nexus, lu) => AbortNexusTasks(node, nexus, lu);
+            var node = OpenTarget(t, slices.Where(p => p.Target == ti).ToDictionary(p => p.Lun));
             _targets.Add(t.Name, node);
         }
+
+        RecordSlices(slices);
+    }
+
+    /// <summary>
+    /// Builds one target's logical units (slices of shared devices per <paramref name="slices"/>, by
+    /// LUN index; other back ends opened here), schedules them when the target is in a function, and
+    /// gives it its target port groups. The caller publishes it in <see cref="_targets"/>.
+    /// </summary>
+    private TargetNode OpenTarget(TargetConfig t, Dictionary<int, SlicePlacement> slices)
+    {
+        string? function = Functions.FunctionOf(t.Name);
+        TargetScheduling? scheduling = null;
+        List<LogicalUnit> units = [];
+
+        // Persistent reservations with APTPL survive restarts in a per-target directory.
+        string stateDirectory = Path.Combine(_config.DataDir, "state", SafeFileName(t.Name));
+        Directory.CreateDirectory(stateDirectory);
+        for (int li = 0; li < t.Luns.Count; li++)
+        {
+            var lun = t.Luns[li];
+            bool writeThrough = string.Equals(lun.CacheMode, "write-through", StringComparison.OrdinalIgnoreCase);
+            IBlockDevice device;
+            string deviceKey;
+            if (slices.TryGetValue(li, out var slice))
+            {
+                // The shared device stays open for the other slices; the slice only checks its window.
+                device = new SliceBlockDevice(_sharedDevices[slice.Device], slice.Offset, slice.Size, lun.ReadOnly, writeThrough);
+                deviceKey = slice.Device;
+            }
+            else
+            {
+                if (!BackendSpec.TryParse(lun.Backend, out var spec, out var error))
+                {
+                    throw new InvalidOperationException($"targets[{t.Name}].luns[{lun.Number}].backend: {error}");
+                }
+
+                device = BlockDeviceFactory.Open(spec!, _config.DataDir, lun.ReadOnly, writeThrough);
+                _devices.Add(device);
+                deviceKey = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{t.Name}/{lun.Number}");
+            }
+
+            if (function is not null)
+            {
+                scheduling = Functions.Add(function, t.Name, lun.Number, deviceKey);
+            }
+
+            var options = new LogicalUnitOptions
+            {
+                BlockSize = lun.BlockSize,
+                ReadOnly = lun.ReadOnly || device.IsReadOnly,
+                Removable = lun.Removable,
+                WriteCacheEnabled = !writeThrough,
+                SerialNumber = lun.Serial,
+                NaaIdentifier = StableNaa(t.Name, lun.Number),
+                MaxTransferLengthBytes = _config.Limits.MaxTransferLength,
+                StateDirectory = stateDirectory,
+            };
+            units.Add(new LogicalUnit(lun.Number, device, options));
+        }
+
+        var scsi = new ScsiTargetDevice(t.Name, units, _loggerFactory.CreateLogger("Sluice.Scsi"));
+        var node = new TargetNode(t, scsi) { Scheduling = scheduling };
+
+        // Implicit ALUA: one target port group per portal group that serves this target, known
+        // to REPORT TARGET PORT GROUPS before anyone logs in through it (SPC-4 6.37).
+        foreach (var portal in _config.Portals)
+        {
+            if (node.ServesPortalGroup(portal.GroupTag))
+            {
+                scsi.AddTargetPort(portal.GroupTag, portal.GroupTag);
+            }
+        }
+
+        // PREEMPT AND ABORT (SPC-4 5.12.11.2.6): the preempted nexuses' tasks on that LU end.
+        scsi.TasksAbortRequested += (nexus, lu) => AbortNexusTasks(node, nexus, lu);
+        return node;
     }
 
     /// <summary>
@@ -370,6 +384,12 @@ public sealed class TargetServer : IAsyncDisposable
 
         string initiator = machine.InitiatorName!;
         TargetNode? target = machine.IsDiscovery ? null : _targets.GetValueOrDefault(machine.TargetName ?? "");
+        if (!machine.IsDiscovery && target is null)
+        {
+            // Removed (sluice fn rm) while this login was negotiating (RFC 7143 §11.13.5).
+            failStatus = LoginStatus.TargetRemoved;
+            return null;
+        }
 
         // An initiator that dropped its connection and logs in again (often with a new ISID)
         // may get here before the old connection has noticed the close. End such sessions now

@@ -7,8 +7,9 @@ using Sluice.Target.Control;
 namespace Sluice.Cli.Commands;
 
 /// <summary>
-/// <c>sluice fn list | show NAME | set NAME key=value... | stats [--watch]</c>: the functions
-/// (tenants) of a running <c>sluice serve</c>, through its control socket.
+/// <c>sluice fn list | show NAME | add NAME ... | set NAME key=value... | rm NAME | stats [--watch]</c>:
+/// the functions (tenants) of a running <c>sluice serve</c>, through its control socket. Changes last
+/// until the server stops; the config file is not rewritten.
 /// </summary>
 internal static class FnCommand
 {
@@ -32,6 +33,44 @@ internal static class FnCommand
     {
         Description = "Service-level values: " + string.Join(", ", ControlProtocol.Keys) + ".",
         Arity = ArgumentArity.OneOrMore,
+    };
+
+    private static readonly Argument<string> s_addName = new("name") { Description = "Name of the new function." };
+    private static readonly Argument<string> s_rmName = new("name") { Description = "Function to remove." };
+    private static readonly Argument<string[]> s_addValues = new("key=value")
+    {
+        Description = "Initial service level: " + string.Join(", ", ControlProtocol.Keys) + " (default: best effort, weight 1).",
+        Arity = ArgumentArity.ZeroOrMore,
+    };
+
+    private static readonly Option<string> s_target = new("--target")
+    {
+        Description = "The function's target name (IQN or EUI).",
+        HelpName = "IQN",
+        Required = true,
+    };
+
+    private static readonly Option<string[]> s_luns = new("--lun")
+    {
+        Description = "A LUN carved from a configured device, [N=]device:NAME[:OFFSET]:SIZE (repeat for more; numbered 0, 1, ... unless N= is given; without OFFSET, the first free range that fits).",
+        HelpName = "SLICE",
+        Required = true,
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    private static readonly Option<string[]> s_initiators = new("--initiator")
+    {
+        Description = "An initiator allowed to discover and log in to the target (repeat for more; none: everyone).",
+        HelpName = "IQN",
+    };
+
+    private static readonly Option<string> s_chap = new("--chap") { Description = "CHAP the initiator must pass, USER:SECRET.", HelpName = "USER:SECRET" };
+    private static readonly Option<string> s_mutualChap = new("--mutual-chap") { Description = "Mutual CHAP (the target's own), USER:SECRET.", HelpName = "USER:SECRET" };
+    private static readonly Option<string> s_alias = new("--alias") { Description = "TargetAlias.", HelpName = "TEXT" };
+    private static readonly Option<ushort[]> s_portalGroups = new("--portal-group")
+    {
+        Description = "Portal group tag the target is reachable through (repeat for more; none: all).",
+        HelpName = "TAG",
     };
 
     private static readonly Option<bool> s_watch = new("--watch") { Description = "Print rates every interval until interrupted." };
@@ -62,6 +101,25 @@ internal static class FnCommand
             return Run(p, "fn set", ct, (c, o) => SetAsync(c, o, p.GetValue(s_setName)!, values!, ct));
         });
 
+        var add = new Command("add", "Add a function with one target whose LUNs are slices of configured devices; live at once.")
+        {
+            s_addName, s_addValues, s_target, s_luns, s_initiators, s_chap, s_mutualChap, s_alias, s_portalGroups,
+        };
+        add.SetAction((p, ct) =>
+        {
+            var request = AddRequest(p, out string? error);
+            if (error is not null)
+            {
+                p.InvocationConfiguration.Error.WriteLine($"sluice fn add: {error}");
+                return Task.FromResult(ExitCodes.Usage);
+            }
+
+            return Run(p, "fn add", ct, (c, o) => AddAsync(c, o, request!, ct));
+        });
+
+        var rm = new Command("rm", "Remove a function: its sessions are logged out, its targets and slices freed.") { s_rmName };
+        rm.SetAction((p, ct) => Run(p, "fn rm", ct, (c, o) => RemoveAsync(c, o, p.GetValue(s_rmName)!, ct)));
+
         var stats = new Command("stats", "Scheduler counters per device and function.") { s_watch, s_interval };
         stats.SetAction((p, ct) =>
         {
@@ -77,7 +135,7 @@ internal static class FnCommand
 
         var fn = new Command("fn", "Inspect and change the functions (tenants) of a running sluice serve.")
         {
-            s_dataDir, s_control, list, show, set, stats,
+            s_dataDir, s_control, list, show, add, set, rm, stats,
         };
         return fn;
     }
@@ -118,6 +176,63 @@ internal static class FnCommand
 
         error = null;
         return values;
+    }
+
+    /// <summary>The control request for <c>fn add</c>'s arguments; null and an error when one is malformed.</summary>
+    internal static JsonObject? AddRequest(ParseResult p, out string? error)
+    {
+        var values = ParseValues(p.GetValue(s_addValues) ?? [], out error);
+        if (error is not null)
+            return null;
+        var luns = new JsonArray();
+        foreach (string spec in p.GetValue(s_luns) ?? [])
+        {
+            int eq = spec.IndexOf('=', StringComparison.Ordinal);
+            if (eq < 0)
+            {
+                luns.Add(spec.Trim());
+                continue;
+            }
+
+            if (!ulong.TryParse(spec[..eq].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong number))
+            {
+                error = $"--lun '{spec}': expected [N=]device:NAME[:OFFSET]:SIZE";
+                return null;
+            }
+
+            luns.Add(new JsonObject { ["number"] = number, ["backend"] = spec[(eq + 1)..].Trim() });
+        }
+
+        var request = new JsonObject
+        {
+            ["op"] = "add",
+            ["name"] = p.GetValue(s_addName),
+            ["target"] = p.GetValue(s_target),
+            ["luns"] = luns,
+            ["initiators"] = new JsonArray([.. (p.GetValue(s_initiators) ?? []).Select(i => (JsonNode)i)]),
+            ["portal_groups"] = new JsonArray([.. (p.GetValue(s_portalGroups) ?? []).Select(g => (JsonNode)g)]),
+        };
+        if (p.GetValue(s_alias) is { } alias)
+            request["alias"] = alias;
+        foreach (var (option, field) in new[] { (s_chap, "chap"), (s_mutualChap, "mutual_chap") })
+        {
+            if (p.GetValue(option) is not { } chap)
+                continue;
+            int colon = chap.IndexOf(':', StringComparison.Ordinal);
+            if (colon <= 0 || colon == chap.Length - 1)
+            {
+                error = $"{option.Name}: expected USER:SECRET";
+                return null;
+            }
+
+            request[field] = new JsonObject { ["user"] = chap[..colon], ["secret"] = chap[(colon + 1)..] };
+        }
+
+        var v = new JsonObject();
+        foreach (var (key, value) in values!)
+            v[key] = value;
+        request["values"] = v;
+        return request;
     }
 
     private static async Task<int> Run(ParseResult parse, string name, CancellationToken ct, Func<ControlClient, TextWriter, Task<int>> body)
@@ -174,6 +289,21 @@ internal static class FnCommand
             v[key] = value;
         var reply = await client.RequestAsync(new JsonObject { ["op"] = "set", ["name"] = name, ["values"] = v }, ct);
         await output.WriteAsync(Describe(reply["function"] as JsonObject ?? []));
+        return ExitCodes.Success;
+    }
+
+    private static async Task<int> AddAsync(ControlClient client, TextWriter output, JsonObject request, CancellationToken ct)
+    {
+        var reply = await client.RequestAsync(request, ct);
+        await output.WriteAsync(Describe(reply["function"] as JsonObject ?? []));
+        return ExitCodes.Success;
+    }
+
+    private static async Task<int> RemoveAsync(ControlClient client, TextWriter output, string name, CancellationToken ct)
+    {
+        var reply = await client.RequestAsync(new JsonObject { ["op"] = "rm", ["name"] = name }, ct);
+        var removed = reply["removed"] as JsonObject ?? [];
+        await output.WriteLineAsync($"removed function {Text(removed["name"])} (targets: {string.Join(", ", (removed["targets"] as JsonArray ?? []).Select(t => Text(t)))})");
         return ExitCodes.Success;
     }
 

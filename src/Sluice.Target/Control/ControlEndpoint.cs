@@ -1,7 +1,6 @@
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging;
-using Sluice.Target.Configuration;
 
 namespace Sluice.Target.Control;
 
@@ -14,8 +13,7 @@ internal sealed partial class ControlEndpoint : IAsyncDisposable
 {
     private const int MaxLineBytes = 64 * 1024;
 
-    private readonly FunctionRegistry _functions;
-    private readonly ServerConfig _config;
+    private readonly TargetServer _server;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _lock = new();
@@ -23,10 +21,9 @@ internal sealed partial class ControlEndpoint : IAsyncDisposable
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
 
-    public ControlEndpoint(FunctionRegistry functions, ServerConfig config, ILogger logger)
+    public ControlEndpoint(TargetServer server, ILogger logger)
     {
-        _functions = functions;
-        _config = config;
+        _server = server;
         _logger = logger;
     }
 
@@ -160,7 +157,7 @@ internal sealed partial class ControlEndpoint : IAsyncDisposable
 
                 if (line.Trim().Length == 0)
                     continue;
-                string reply = ControlProtocol.Handle(_functions, _config, line);
+                string reply = await ControlProtocol.HandleAsync(_server, line, ct).ConfigureAwait(false);
                 await writer.WriteLineAsync(reply.AsMemory(), ct).ConfigureAwait(false);
                 await writer.FlushAsync(ct).ConfigureAwait(false);
             }
@@ -229,4 +226,10 @@ internal static partial class ControlLog
 
     [LoggerMessage(1902, LogLevel.Warning, "Control connection failed")]
     public static partial void Failed(ILogger logger, Exception exception);
+
+    [LoggerMessage(1903, LogLevel.Information, "Function {Function} added: target {Target} with {Luns} LUNs")]
+    public static partial void FunctionAdded(ILogger logger, string function, string target, int luns);
+
+    [LoggerMessage(1904, LogLevel.Information, "Function {Function} removed with its {Targets} targets")]
+    public static partial void FunctionRemoved(ILogger logger, string function, int targets);
 }

@@ -9,7 +9,10 @@ namespace Sluice.Target.Control;
 /// <summary>
 /// The control endpoint's requests and replies: one JSON object per line each way.
 /// Requests: <c>{"op":"list"}</c>, <c>{"op":"show","name":F}</c>,
-/// <c>{"op":"set","name":F,"values":{"limit_iops":500,...}}</c>, <c>{"op":"stats"}</c>.
+/// <c>{"op":"set","name":F,"values":{"limit_iops":500,...}}</c>, <c>{"op":"stats"}</c>,
+/// <c>{"op":"add","name":F,"target":IQN,"luns":["device:NAME[:OFFSET]:SIZE" or {"number":N,"backend":...}],
+/// "initiators":[IQN...],"chap":{"user":U,"secret":S},"mutual_chap":{...},"portal_groups":[TAG...],
+/// "alias":A,"values":{...}}</c> and <c>{"op":"rm","name":F}</c>.
 /// Replies: <c>{"ok":true,...}</c> or <c>{"ok":false,"error":"one line"}</c>.
 /// </summary>
 public static class ControlProtocol
@@ -38,8 +41,10 @@ public static class ControlProtocol
         new JsonObject { ["ok"] = false, ["error"] = message.ReplaceLineEndings(" ").Trim() }.ToJsonString();
 
     /// <summary>Answers one request line; never throws for a bad request.</summary>
-    internal static string Handle(FunctionRegistry functions, ServerConfig config, string line)
+    internal static async Task<string> HandleAsync(TargetServer server, string line, CancellationToken cancellationToken)
     {
+        var functions = server.Functions;
+        var config = server.Config;
         JsonObject request;
         try
         {
@@ -61,7 +66,9 @@ public static class ControlProtocol
                 "show" => Show(functions, config, Name(request)),
                 "set" => Set(functions, config, request),
                 "stats" => Stats(functions),
-                _ => throw new ControlException($"unknown op '{op}' (list, show, set, stats)"),
+                "add" => await AddAsync(server, request, cancellationToken).ConfigureAwait(false),
+                "rm" => await RemoveAsync(server, Name(request), cancellationToken).ConfigureAwait(false),
+                _ => throw new ControlException($"unknown op '{op}' (list, show, set, stats, add, rm)"),
             };
             var ok = new JsonObject { ["ok"] = true };
             foreach (var (key, value) in reply.ToList())
@@ -81,6 +88,14 @@ public static class ControlProtocol
             return Error(e.Message);
         }
         catch (ArgumentException e)
+        {
+            return Error(e.Message);
+        }
+        catch (ConfigException e)
+        {
+            return Error(e.Message);
+        }
+        catch (InvalidOperationException e)
         {
             return Error(e.Message);
         }
@@ -124,7 +139,14 @@ public static class ControlProtocol
         if (values.Count == 0)
             throw new ControlException($"no values to set ({string.Join(", ", Keys)})");
 
-        var level = functions.GetServiceLevel(name);
+        var level = ApplyValues(functions.GetServiceLevel(name), values);
+        functions.SetServiceLevel(name, level);
+        return new JsonObject { ["function"] = Describe(functions, config, name) };
+    }
+
+    /// <summary>Applies <c>set</c>'s key: number pairs to <paramref name="level"/> and checks the result.</summary>
+    private static ServiceLevel ApplyValues(ServiceLevel level, JsonObject values)
+    {
         foreach (var (key, node) in values)
         {
             if (!Keys.Contains(key))
@@ -155,9 +177,112 @@ public static class ControlProtocol
             throw new ControlException(message);
         }
 
-        functions.SetServiceLevel(name, level);
-        return new JsonObject { ["function"] = Describe(functions, config, name) };
+        return level;
     }
+
+    private static async Task<JsonObject> AddAsync(TargetServer server, JsonObject request, CancellationToken cancellationToken)
+    {
+        string name = Name(request);
+        string target = StringField(request, "target") is { Length: > 0 } t ? t : throw new ControlException("missing \"target\" (the function's target IQN)");
+        if (request["luns"] is not JsonArray luns || luns.Count == 0)
+            throw new ControlException("\"luns\" must be a non-empty array of device slices (device:NAME[:OFFSET]:SIZE)");
+
+        var lunConfigs = new List<LunConfig>();
+        ulong next = 0;
+        for (int i = 0; i < luns.Count; i++)
+        {
+            var lun = new LunConfig { Number = next };
+            switch (luns[i])
+            {
+                case JsonValue v when v.TryGetValue(out string? backend):
+                    lun.Backend = backend;
+                    break;
+                case JsonObject o:
+                    lun.Backend = StringField(o, "backend") ?? throw new ControlException($"luns[{i}]: missing \"backend\"");
+                    if (o["number"] is not null)
+                    {
+                        double n = Number($"luns[{i}].number", o["number"]);
+                        if (n < 0 || n > ConfigValidator.MaxLunNumber || n != Math.Floor(n))
+                            throw new ControlException($"luns[{i}].number: must be a whole number 0..{ConfigValidator.MaxLunNumber}");
+                        lun.Number = (ulong)n;
+                    }
+
+                    if (o["block_size"] is not null)
+                        lun.BlockSize = Integer($"luns[{i}].block_size", Number($"luns[{i}].block_size", o["block_size"]));
+                    break;
+                default:
+                    throw new ControlException($"luns[{i}]: expected \"device:NAME[:OFFSET]:SIZE\" or {{\"number\":N,\"backend\":...}}");
+            }
+
+            next = lun.Number + 1;
+            lunConfigs.Add(lun);
+        }
+
+        var targetConfig = new TargetConfig
+        {
+            Name = target,
+            Alias = StringField(request, "alias"),
+            Luns = lunConfigs,
+            AllowedInitiators = Strings(request, "initiators"),
+            Chap = Chap(request, "chap"),
+            MutualChap = Chap(request, "mutual_chap"),
+            PortalGroups = [.. Numbers(request, "portal_groups").Select(n => n is >= 0 and <= ushort.MaxValue && n == Math.Floor(n)
+                ? (ushort)n
+                : throw new ControlException($"portal_groups: {n.ToString(CultureInfo.InvariantCulture)} is not a portal group tag (0..65535)"))],
+        };
+        var level = request["values"] is JsonObject values ? ApplyValues(ServiceLevel.BestEffort, values)
+            : request["values"] is null ? ServiceLevel.BestEffort
+            : throw new ControlException("\"values\" must be an object of key: number");
+        var function = new FunctionConfig
+        {
+            Name = name,
+            ReservationIops = level.ReservationIops,
+            ReservationMbps = level.ReservationMbps,
+            LimitIops = level.LimitIops,
+            LimitMbps = level.LimitMbps,
+            Weight = level.Weight,
+            Priority = level.Priority,
+            LatencyTargetMs = level.LatencyTargetMs,
+        };
+        await server.AddFunctionAsync(function, targetConfig, cancellationToken).ConfigureAwait(false);
+        return new JsonObject { ["function"] = Describe(server.Functions, server.Config, name) };
+    }
+
+    private static async Task<JsonObject> RemoveAsync(TargetServer server, string name, CancellationToken cancellationToken)
+    {
+        var function = Describe(server.Functions, server.Config, name);
+        await server.RemoveFunctionAsync(name, cancellationToken).ConfigureAwait(false);
+        return new JsonObject { ["removed"] = function };
+    }
+
+    private static List<string> Strings(JsonObject request, string field)
+    {
+        if (request[field] is null)
+            return [];
+        if (request[field] is not JsonArray array)
+            throw new ControlException($"\"{field}\" must be an array of strings");
+        return [.. array.Select(n => n is JsonValue v && v.TryGetValue(out string? s) ? s : throw new ControlException($"\"{field}\" must be an array of strings"))];
+    }
+
+    private static List<double> Numbers(JsonObject request, string field)
+    {
+        if (request[field] is null)
+            return [];
+        if (request[field] is not JsonArray array)
+            throw new ControlException($"\"{field}\" must be an array of numbers");
+        return [.. array.Select(n => Number(field, n))];
+    }
+
+    private static ChapConfig? Chap(JsonObject request, string field) => request[field] switch
+    {
+        null => null,
+        JsonObject o => new ChapConfig
+        {
+            User = StringField(o, "user") ?? throw new ControlException($"{field}: missing \"user\""),
+            Secret = StringField(o, "secret") ?? throw new ControlException($"{field}: missing \"secret\""),
+        },
+        _ => throw new ControlException($"\"{field}\" must be an object {{\"user\":...,\"secret\":...}}"),
+    };
 
     private static JsonObject Stats(FunctionRegistry functions)
     {
