@@ -5,10 +5,12 @@
 # function IOPS and p99 latency over time. See docs/performance.md for the results.
 #
 #   bench/noisy-neighbour.sh [--backends model,file] [--duration S] [--solo-duration S]
-#                            [--model SPEC] [--max-outstanding N] [--out DIR] [--png-dir DIR]
+#                            [--model SPEC] [--max-outstanding N] [--latency-factor F]
+#                            [--out DIR] [--png-dir DIR]
 #                            [--artifacts-path DIR] [--no-build]
 #
-#   gold   reservation 30% of capacity, priority 1, latency target 1.5 x its solo p99,
+#   gold   reservation 30% of capacity, priority 1, latency target F x its solo p99 (F = 1.5;
+#          0 = no latency target),
 #          4 KiB random reads at QD4
 #   silver weight 2, 4 KiB random reads at QD16
 #   bulk   weight 1, limit 50% of capacity (IOPS and MB/s), 1 MiB writes at QD32 plus
@@ -23,10 +25,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))"
 BACKENDS="model,file"; DURATION=15; SOLO=8; MODEL="model:2GiB:iops=3000,mbps=300,latency=1ms"
-MAX_OUT=8; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
+MAX_OUT=8; LAT_FACTOR=1.5; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
 CMDLINE="bench/noisy-neighbour.sh $*"
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --backends) BACKENDS="$2"; shift ;;
@@ -34,6 +36,7 @@ while [[ $# -gt 0 ]]; do
     --solo-duration) SOLO="$2"; shift ;;
     --model) MODEL="$2"; shift ;;
     --max-outstanding) MAX_OUT="$2"; shift ;;
+    --latency-factor) LAT_FACTOR="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --png-dir) PNG_DIR="$2"; shift ;;
     --artifacts-path) ARTIFACTS="$2"; shift ;;
@@ -160,8 +163,8 @@ for BACKEND in ${BACKENDS//,/ }; do
     log "[$BACKEND] solo $f (${SOLO}s)"
     bench "$D/solo-$f.json" "$SOLO" $(${f^^})
   done
-  # Gold's latency target: 1.5 x the p99 it sees alone (at least 1 ms).
-  TARGET_MS=$(jq_num "$D/solo-gold.json" "round(max(1.0, 1.5 * d['groups'][0]['lat_us']['p99'] / 1000), 2)")
+  # Gold's latency target: F x the p99 it sees alone (at least 1 ms), or none.
+  TARGET_MS=$(jq_num "$D/solo-gold.json" "0 if $LAT_FACTOR == 0 else round(max(1.0, $LAT_FACTOR * d['groups'][0]['lat_us']['p99'] / 1000), 2)")
   fnset gold "latency_target_ms=$TARGET_MS"
   log "[$BACKEND] gold latency target $TARGET_MS ms"
 
@@ -172,13 +175,13 @@ for BACKEND in ${BACKENDS//,/ }; do
   # Gold at QD16 here, so that it has the demand to use a larger reservation.
   NEW_RES=$(( CAP_IOPS * 60 / 100 ))
   log "[$BACKEND] together with a live change: gold (QD16) reservation $GOLD_RES -> $NEW_RES IOPS a third of the way in (${DURATION}s)"
-  START=$(date +%s.%N)
   bench "$D/fnset.json" "$DURATION" $(GOLD | sed 's/qd=4/qd=16/') $(SILVER) $(BULK) &
   BENCH_PID=$!
-  sleep "$(python3 -c "print(1 + $DURATION / 3)")"
-  SET_AT=$(python3 -c "import time; print(round(time.time() - $START - 1, 2))")   # seconds into the measured time
+  sleep "$(python3 -c "print(3 + $DURATION / 3)")"   # start-up and log-ins take ~2 s, the ramp 1 s
+  SET_WALL=$(date +%s.%N)
   fnset gold "reservation_iops=$NEW_RES"
   wait "$BENCH_PID"; BENCH_PID=""
+  SET_AT=$(jq_num "$D/fnset.json" "round($SET_WALL - d['start_unix_ms'] / 1000, 2)")   # seconds into the measured time
   fnset gold "reservation_iops=$GOLD_RES"
   stop_server
 

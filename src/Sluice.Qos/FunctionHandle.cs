@@ -47,6 +47,9 @@ public sealed class FunctionHandle
     // Hold-back (latency target of a higher-priority function missed).
     internal double HoldScale = 1, HoldBaseIops, HoldBaseBytesPerSecond;
     internal long SliceIos, SliceBytes;
+    // Completions of the slices not yet judged against the latency target, and how many slices.
+    internal readonly LatencyHistogram Pending = new();
+    internal int PendingSlices;
 
     // Statistics.
     internal long CompletedIos, CompletedBytes, ReservationDispatches, WeightDispatches, TargetMisses, SlaWindowsMissed;

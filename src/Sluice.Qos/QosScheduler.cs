@@ -27,13 +27,18 @@ namespace Sluice.Qos;
 /// functions already backlogged (or to the last <c>P</c> dispatched by weight when there are none).</para>
 /// <para><b>Latency targets and priority</b> (like Linux io.latency): latencies (enqueue to completion)
 /// go into a log-linear histogram per function, kept as <see cref="QosSchedulerOptions.LatencyWindowSlices"/>
-/// slices of the <see cref="QosSchedulerOptions.LatencyWindow"/>. When a slice closes, any function
-/// whose p99 in that slice is above its <see cref="ServiceLevel.LatencyTargetMs"/> has missed; every
-/// function of lower <see cref="ServiceLevel.Priority"/> than the highest-priority miss is held back:
+/// slices of the <see cref="QosSchedulerOptions.LatencyWindow"/>. When a slice closes, it is pooled
+/// into each target function's pending samples; a function with at least
+/// <see cref="QosSchedulerOptions.LatencyMinSamples"/> pending (or a whole window of them, or a
+/// slice without completions) is judged
+/// and has missed if their p99 is above its <see cref="ServiceLevel.LatencyTargetMs"/>; on a
+/// judgement every function of lower <see cref="ServiceLevel.Priority"/> than the highest-priority
+/// miss is held back:
 /// its weight-phase rate is capped at (rate measured when the hold began) x scale, and the scale is
-/// multiplied by <see cref="QosSchedulerOptions.HoldBackDecrease"/> per missed slice, down to
+/// multiplied by <see cref="QosSchedulerOptions.HoldBackDecrease"/> per missed judgement, down to
 /// <see cref="QosSchedulerOptions.HoldBackMinScale"/>, and raised by
-/// <see cref="QosSchedulerOptions.HoldBackRecovery"/> per slice without a miss, back to 1 (no hold).
+/// <see cref="QosSchedulerOptions.HoldBackRecovery"/> per judgement without a miss (or slice in which
+/// no target function has completions), back to 1 (no hold).
 /// Reservations are never held back.</para>
 /// <para><b>Cost.</b> One lock per device; a scan over the backlogged functions per dispatch
 /// (O(backlogged functions)); request objects are pooled and awaited through
@@ -69,6 +74,7 @@ public sealed class QosScheduler : IDisposable
     private long _timerDue = long.MaxValue;
     private long _sliceEnd;
     private int _slice;
+    private int _holdSlices;
     private bool _disposed;
 
     /// <summary>Creates a scheduler with <paramref name="options"/> (defaults when null).</summary>
@@ -640,22 +646,42 @@ public sealed class QosScheduler : IDisposable
 
     private void HoldBack()
     {
-        bool missed = false;
+        // Judge each target on at least LatencyMinSamples completions (or a whole window): pool
+        // the closed slice into the function's pending samples until there are enough.
+        bool judged = false, anyPending = false, missed = false;
         int missPriority = int.MinValue;
         foreach (var f in _functions)
         {
             if (f.TargetMicros == 0)
                 continue;
-            var h = f.Slices[_slice];
-            if (h.Count > 0 && h.Quantile(0.99) > f.TargetMicros)
+            f.Pending.Add(f.Slices[_slice]);
+            f.PendingSlices++;
+            if (f.Pending.Count == 0)
+            {
+                f.PendingSlices = 0;
+                continue;
+            }
+            anyPending = true;
+            // A slice without completions (the function went quiet) ends the pooling too.
+            if (f.Pending.Count < _options.LatencyMinSamples && f.PendingSlices < _options.LatencyWindowSlices &&
+                f.Slices[_slice].Count > 0)
+                continue;
+            judged = true;
+            if (f.Pending.Quantile(0.99) > f.TargetMicros)
             {
                 f.SlaWindowsMissed++;
                 missed = true;
                 missPriority = Math.Max(missPriority, f.Level.Priority);
             }
+            f.Pending.Clear();
+            f.PendingSlices = 0;
         }
 
-        double seconds = _sliceTicks / _k.Frequency;
+        _holdSlices++;
+        if (!judged && anyPending)
+            return; // not enough samples yet: no decision, rates keep accumulating
+        double seconds = _holdSlices * _sliceTicks / _k.Frequency;
+        _holdSlices = 0;
         foreach (var f in _functions)
         {
             if (missed && f.Level.Priority < missPriority)

@@ -57,10 +57,18 @@ public sealed record QosSchedulerOptions
     /// </summary>
     public int LatencyWindowSlices { get; init; } = 10;
 
-    /// <summary>Multiplicative decrease of a held-back function's effective limit per missed slice.</summary>
+    /// <summary>
+    /// A latency target is judged on at least this many completions: slices are pooled until the
+    /// function has this many (or a whole <see cref="LatencyWindow"/> has passed), so that a p99 is
+    /// not simply the largest of a few samples and one late completion does not hold back everyone
+    /// else. 1 judges every slice on its own.
+    /// </summary>
+    public int LatencyMinSamples { get; init; } = 100;
+
+    /// <summary>Multiplicative decrease of a held-back function's effective limit per missed judgement.</summary>
     public double HoldBackDecrease { get; init; } = 0.5;
 
-    /// <summary>Additive recovery of the hold-back scale per slice in which every target is met.</summary>
+    /// <summary>Additive recovery of the hold-back scale per judgement in which every target is met.</summary>
     public double HoldBackRecovery { get; init; } = 0.1;
 
     /// <summary>The hold-back scale never goes below this.</summary>
@@ -84,6 +92,7 @@ public sealed record QosSchedulerOptions
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(CostUnitBytes);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LatencyWindow, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(LatencyWindowSlices);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(LatencyMinSamples);
         if (!(HoldBackDecrease > 0 && HoldBackDecrease < 1))
             throw new ArgumentOutOfRangeException(nameof(HoldBackDecrease), HoldBackDecrease, "must be in (0, 1)");
         if (!(HoldBackRecovery > 0 && HoldBackRecovery <= 1))

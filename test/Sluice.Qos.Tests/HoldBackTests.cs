@@ -44,6 +44,41 @@ public class HoldBackTests
         Assert.InRange(l.Iops(now, now + TimeSpan.FromMilliseconds(200)), 8000 * 0.97, 8000 * 1.01);
     }
 
+    [Theory]
+    [InlineData(100, false)]
+    [InlineData(1, true)]
+    public void HoldBack_RareOutlierInSparseSlices_JudgedOnEnoughSamples(int minSamples, bool heldBack)
+    {
+        // h completes ~200 I/Os per second (20 per 100 ms slice) in 1 ms; one in ~200 takes 20 ms.
+        // Its true p99 meets the 5 ms target, but a slice's "p99" of 20 samples is its largest.
+        using var sim = new Simulation(configure: o => o with { LatencyMinSamples = minSamples });
+        var h = sim.AddClient("h", new ServiceLevel { Priority = 10, LatencyTargetMs = 5, LimitIops = 200 }, depth: 1);
+        var l = sim.AddClient("l", new ServiceLevel { Weight = 1 }, depth: 4);
+        h.Start(); l.Start();
+        for (int i = 0; i < 6; i++)
+        {
+            sim.Run(TimeSpan.FromMilliseconds(995));
+            sim.Service = TimeSpan.FromMilliseconds(20);
+            sim.Run(TimeSpan.FromMilliseconds(5));
+            sim.Service = TimeSpan.FromMilliseconds(1);
+        }
+
+        var stats = sim.Scheduler.GetSnapshot().Functions.ToDictionary(f => f.Name);
+        Assert.True(h.Completed > 1000, $"h completed {h.Completed}");
+        if (heldBack)
+        {
+            Assert.True(stats["h"].SlaWindowsMissed > 0);
+            Assert.True(l.Completed < 6 * 4000 * 0.85, $"l completed {l.Completed}");
+        }
+        else
+        {
+            Assert.Equal(0, stats["h"].SlaWindowsMissed);
+            Assert.Equal(1, stats["l"].HoldBackScale);
+            // l keeps its full rate (depth 4 / 1 ms), less the slow moments.
+            Assert.True(l.Completed > 6 * 4000 * 0.85, $"l completed {l.Completed}");
+        }
+    }
+
     /// <summary>h (priority 10, depth 8, weight 1), l (priority 0, weight 4), peer (priority 10, no target, limit 500).</summary>
     private static (LatencySummary H, LatencySummary L, QosSnapshot Snapshot) Run(ServiceLevel high)
     {

@@ -270,6 +270,7 @@ internal static class BenchCommand
 
             await Task.Delay(ramp, ct);
             long start = Stopwatch.GetTimestamp();
+            var startedAt = DateTimeOffset.UtcNow;
             Interlocked.Exchange(ref measuring, start);
             await Task.Delay(duration, ct);
             Interlocked.Exchange(ref measuring, 0);
@@ -281,7 +282,7 @@ internal static class BenchCommand
                 await WriteSeriesCsvAsync(seriesPath, jobs);
             }
 
-            return await ReportAsync(jobs, mode, bs, qd, seconds, parse.GetValue(s_json), output, error);
+            return await ReportAsync(jobs, mode, bs, qd, seconds, startedAt, parse.GetValue(s_json), output, error);
         }
         finally
         {
@@ -468,7 +469,7 @@ internal static class BenchCommand
         }
     }
 
-    private static async Task<int> ReportAsync(List<Job> jobs, string mode, int bs, int qd, double seconds, bool json, TextWriter output, TextWriter error)
+    private static async Task<int> ReportAsync(List<Job> jobs, string mode, int bs, int qd, double seconds, DateTimeOffset startedAt, bool json, TextWriter output, TextWriter error)
     {
         bool failed = false;
         var groups = Groups(jobs);
@@ -482,6 +483,8 @@ internal static class BenchCommand
                 w.WriteNumber("bs", bs);
                 w.WriteNumber("qd", qd);
                 w.WriteNumber("seconds", Math.Round(seconds, 3));
+                // Wall clock at the start of the measured time: second N of a series covers (N-1, N] after it.
+                w.WriteNumber("start_unix_ms", startedAt.ToUnixTimeMilliseconds());
                 w.WriteStartArray("jobs");
                 foreach (var job in jobs)
                 {
