@@ -18,7 +18,7 @@
 # Capacity is measured first on each back end (4 KiB random reads at QD32 -> IOPS, 1 MiB
 # writes at QD32 -> MB/s, each solo); the service levels are then set from it with `sluice fn
 # set`. A last together-run raises gold's reservation half-way through with `sluice fn set` to
-# show how fast a live change takes effect (gold at QD16 there, to have the demand). Everything listens on 127.0.0.1 port 0 and is
+# show how fast a live change takes effect (gold at QD16 and without latency target there). Everything listens on 127.0.0.1 port 0 and is
 # stopped on exit.
 set -euo pipefail
 
@@ -172,17 +172,19 @@ for BACKEND in ${BACKENDS//,/ }; do
   bench "$D/mclock.json.out" "$DURATION" $(GOLD) $(SILVER) $(BULK)
   mv "$D/mclock.json.out" "$D/together-mclock.json"
 
-  # Gold at QD16 here, so that it has the demand to use a larger reservation.
+  # Gold at QD16 here, so that it has the demand to use a larger reservation, and without its
+  # latency target, so that the hold-back of the others does not decide gold's rate.
+  fnset gold latency_target_ms=0
   NEW_RES=$(( CAP_IOPS * 60 / 100 ))
   log "[$BACKEND] together with a live change: gold (QD16) reservation $GOLD_RES -> $NEW_RES IOPS a third of the way in (${DURATION}s)"
   bench "$D/fnset.json" "$DURATION" $(GOLD | sed 's/qd=4/qd=16/') $(SILVER) $(BULK) &
   BENCH_PID=$!
   sleep "$(python3 -c "print(3 + $DURATION / 3)")"   # start-up and log-ins take ~2 s, the ramp 1 s
-  SET_WALL=$(date +%s.%N)
   fnset gold "reservation_iops=$NEW_RES"
+  SET_WALL=$(date +%s.%N)   # the server has applied the change when fn set returns
   wait "$BENCH_PID"; BENCH_PID=""
   SET_AT=$(jq_num "$D/fnset.json" "round($SET_WALL - d['start_unix_ms'] / 1000, 2)")   # seconds into the measured time
-  fnset gold "reservation_iops=$GOLD_RES"
+  fnset gold "reservation_iops=$GOLD_RES" "latency_target_ms=$TARGET_MS"
   stop_server
 
   log "[$BACKEND] together, qos.mode fifo (${DURATION}s)"

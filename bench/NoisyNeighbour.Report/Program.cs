@@ -88,11 +88,15 @@ if (fnset is not null)
     double bi = before.Count > 0 ? before.Average(w => w.Iops) : 0;
     double wi = within.Count > 0 ? within.Average(w => w.Iops) : 0;
     double ai = after.Count > 0 ? after.Average(w => w.Iops) : 0;
-    bool moved = ai > bi && within.Count > 0 && wi - bi >= 0.5 * (ai - bi);
+    // The change can only show if gold was below the new reservation; then the rate must have
+    // gone at least half-way towards it after 2 s, and half of that already within 2 s.
+    bool applicable = newRes - bi >= 0.05 * Math.Max(bi, 1);
+    bool moved = applicable && within.Count > 0 && ai - bi >= 0.5 * (Math.Min(newRes, ai) - bi) && ai - bi >= 0.25 * (newRes - bi) &&
+        wi - bi >= 0.5 * (ai - bi);
     o.AppendLine();
-    o.AppendLine(ci, $"Live change: `sluice fn set gold reservation_iops={newRes:0}` at {at:0.0} s of a together run (mclock): gold {bi:0} IOPS before, " +
+    o.AppendLine(ci, $"Live change: `sluice fn set gold reservation_iops={newRes:0}` (from {goldRes:0}) at {at:0.0} s of a together run (mclock; gold at QD16 and without latency target): gold {bi:0} IOPS before, " +
         $"{wi:0} IOPS in the first whole second(s) within 2 s after, {ai:0} IOPS after that; reconnects {fnset.Jobs.Sum(j => j.Reconnects)}, errors {fnset.Jobs.Sum(j => j.Errors)}. " +
-        $"Per-second gold IOPS: {string.Join(' ', g.Series.Select(w => w.Iops.ToString("0", ci)))}. Moved within 2 s: **{(moved ? "yes" : "no")}**.");
+        $"Per-second gold IOPS: {string.Join(' ', g.Series.Select(w => w.Iops.ToString("0", ci)))}. Moved within 2 s: **{(!applicable ? "not shown (gold was already above the new reservation)" : moved ? "yes" : "no")}**.");
 }
 
 Console.Write(o.ToString());
