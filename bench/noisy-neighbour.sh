@@ -17,9 +17,11 @@
 #          4 KiB random writes at QD8
 # Capacity is measured first on each back end (4 KiB random reads at QD32 -> IOPS, 1 MiB
 # writes at QD32 -> MB/s, each solo); the service levels are then set from it with `sluice fn
-# set`. A last together-run raises gold's reservation half-way through with `sluice fn set` to
-# show how fast a live change takes effect (gold at QD16 and without latency target there). Everything listens on 127.0.0.1 port 0 and is
-# stopped on exit.
+# set`. A second mclock together-run raises gold's reservation a third of the way in with
+# `sluice fn set`, to show how fast a live change takes effect (gold at QD16 and without its
+# latency target there); the FIFO run comes last, on a restarted server. Plots:
+# PNG_DIR/noisy-neighbour.png (model) and noisy-neighbour-file.png. Everything listens on
+# 127.0.0.1 port 0 and is stopped on exit.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,7 +30,7 @@ BACKENDS="model,file"; DURATION=15; SOLO=8; MODEL="model:2GiB:iops=3000,mbps=300
 MAX_OUT=8; LAT_FACTOR=1.5; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
 CMDLINE="bench/noisy-neighbour.sh $*"
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --backends) BACKENDS="$2"; shift ;;
@@ -202,6 +204,7 @@ for BACKEND in ${BACKENDS//,/ }; do
   "fnset_at_s": $SET_AT, "fnset_reservation_iops": $NEW_RES,
   "command": "$CMDLINE" }
 EOF
-  "$REPORT" "$D" "$PNG_DIR/noisy-neighbour-$BACKEND.png" | tee "$D/report.md"
+  PNG="$PNG_DIR/noisy-neighbour.png"; [[ $BACKEND == model ]] || PNG="$PNG_DIR/noisy-neighbour-$BACKEND.png"
+  "$REPORT" "$D" "$PNG" | tee "$D/report.md"
 done
 log "results in $OUT"
