@@ -11,5 +11,11 @@ if (args.Length > 0 && args[0] == "crc-gbps")
     return CrcGbps.Run(args[1..]);
 }
 
+// `target-alloc [count]`: managed bytes per 4 KiB I/O of an in-process target (no BenchmarkDotNet).
+if (args.Length > 0 && args[0] == "target-alloc")
+{
+    return TargetAllocation.Run(args[1..]);
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(CrcGbps).Assembly).Run(args);
 return 0;

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Sluice.Iscsi.Pdu;
 
 namespace Sluice.Offload;
@@ -94,6 +95,7 @@ public sealed class PduTransport : IAsyncDisposable
     /// the peer closed). Lets a caller refuse a stream that is not iSCSI at all before it waits
     /// for a whole 48-byte header that may never come.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<int> PeekFirstByteAsync(CancellationToken cancellationToken = default)
     {
         if (_rxEnd == _rxStart && !await FillAsync(1, allowCleanEof: true, cancellationToken).ConfigureAwait(false))
@@ -106,6 +108,7 @@ public sealed class PduTransport : IAsyncDisposable
 
     private int HeaderBytes(byte totalAhsLength) => Bhs.Length + (totalAhsLength * 4) + (HeaderDigest ? 4 : 0);
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> ReceiveHeaderSlowAsync(CancellationToken cancellationToken)
     {
         if (!await FillAsync(Bhs.Length, allowCleanEof: true, cancellationToken).ConfigureAwait(false))
@@ -195,6 +198,7 @@ public sealed class PduTransport : IAsyncDisposable
         return ValueTask.FromException(new DataDigestException());
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReceiveDataSlowAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
         int length = destination.Length;
@@ -259,6 +263,7 @@ public sealed class PduTransport : IAsyncDisposable
     }
 
     /// <summary>Reads and drops the current PDU's data segment and padding.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask DiscardDataAsync(CancellationToken cancellationToken = default)
     {
         long remaining = Header.DataSegmentLength + Padding(Header.DataSegmentLength) + (DataDigest && Header.DataSegmentLength > 0 ? 4 : 0);
@@ -276,6 +281,7 @@ public sealed class PduTransport : IAsyncDisposable
     }
 
     /// <summary>Ensures at least <paramref name="needed"/> bytes are staged.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> FillAsync(int needed, bool allowCleanEof, CancellationToken cancellationToken)
     {
         if (_rxStart == _rxEnd)
@@ -315,6 +321,7 @@ public sealed class PduTransport : IAsyncDisposable
     /// <paramref name="data"/> with padding and, when negotiated, header and data digests, in
     /// one socket call. Large payloads are gathered from where they are, not copied.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask SendAsync(Bhs header, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         header.DataSegmentLength = data.Length;
@@ -390,6 +397,7 @@ public sealed class PduTransport : IAsyncDisposable
     }
 
     /// <summary>Finishes a gathered send that the socket took only in part.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendRestAsync(int headerBytes, ReadOnlyMemory<byte> data, ArraySegment<byte> trailer, int sent, CancellationToken cancellationToken)
     {
         if (sent < headerBytes)
@@ -412,6 +420,7 @@ public sealed class PduTransport : IAsyncDisposable
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAllAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken)
     {
         while (!buffer.IsEmpty)

@@ -134,6 +134,11 @@ internal sealed partial class IscsiConnection
                     }
                 }
             }
+
+            if (task is not null)
+            {
+                task.NoReuse = true; // found live under the lock: it can no longer be pooled and reused
+            }
         }
 
         if (task is not null)
@@ -184,6 +189,11 @@ internal sealed partial class IscsiConnection
                     victims.Add(p.Task);
                 }
             }
+
+            foreach (var t in victims)
+            {
+                t.NoReuse = true;
+            }
         }
 
         foreach (var t in victims)
@@ -194,6 +204,8 @@ internal sealed partial class IscsiConnection
 
     private void Abort(ScsiTask task)
     {
+        // The caller marked the task NoReuse under the task lock while it was still live, so
+        // it cannot have been pooled and handed to another command since.
         task.Aborted = true;
         try
         {

@@ -29,6 +29,45 @@ internal sealed partial class IscsiConnection
         public ScsiTask? Task;
     }
 
+    private readonly Stack<ScsiTask> _taskPool = new();
+    private bool _taskPoolClosed;
+
+    /// <summary>Largest number of idle tasks a connection keeps (the CmdSN window bounds the busy ones).</summary>
+    private const int TaskPoolLimit = 256;
+
+    /// <summary>A task for a new command: a pooled one, or a new one with its request bound to the session.</summary>
+    private ScsiTask RentTask(IscsiSession session)
+    {
+        lock (_tasksLock)
+        {
+            if (_taskPool.TryPop(out var pooled))
+            {
+                return pooled;
+            }
+        }
+
+        return new ScsiTask { Request = new Sluice.Scsi.ScsiRequest { Nexus = session.Nexus! } };
+    }
+
+    /// <summary>
+    /// Back to the pool once the command's path is over (response sent, buffers released, no
+    /// longer in the task table). A task an abort has touched is left to the GC instead.
+    /// </summary>
+    private void ReturnTask(ScsiTask task)
+    {
+        lock (_tasksLock)
+        {
+            if (task.NoReuse || _taskPoolClosed || _taskPool.Count >= TaskPoolLimit || _tasks.TryGetValue(task.Itt, out var current) && ReferenceEquals(current, task))
+            {
+                return;
+            }
+
+            task.Generation++;
+            task.Reset();
+            _taskPool.Push(task);
+        }
+    }
+
     private bool RecoveryEnabled => _params is { ErrorRecoveryLevel: >= 1 };
 
     /// <summary>Called under the send lock with the StatSN already assigned.</summary>

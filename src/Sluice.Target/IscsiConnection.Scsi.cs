@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using Sluice.Iscsi.Pdu;
 using Sluice.Offload;
 using Sluice.Scsi;
@@ -124,28 +125,23 @@ internal sealed partial class IscsiConnection
         int inLength = read ? (write ? Math.Max(bidiReadLength, 0) : (int)Math.Min(edtl, int.MaxValue)) : 0;
         bool tooLarge = outLength > limit || inLength > limit;
 
-        var request = new ScsiRequest
-        {
-            Nexus = session.Nexus!,
-            Lun = h.Lun,
-            Cdb = cdb.AsMemory(0, extendedCdb is null ? 16 : cdb.Length),
-            Attribute = (TaskAttribute)(flags & 0x07),
-            TaskTag = h.InitiatorTaskTag,
-            ExpectedDataOutLength = outLength,
-            ExpectedDataInLength = inLength,
-            Sense = ArrayPool<byte>.Shared.Rent(252).AsMemory(0, 252),
-        };
-        var task = new ScsiTask
-        {
-            Itt = h.InitiatorTaskTag,
-            CmdSN = h.CmdSN,
-            Immediate = h.Immediate,
-            Request = request,
-            OutLength = tooLarge ? 0 : outLength,
-            InLength = tooLarge ? 0 : inLength,
-            Header = h,
-            TooLarge = tooLarge,
-        };
+        // Task and request come from the connection's pool (zero allocation per command).
+        var task = RentTask(session);
+        var request = task.Request;
+        request.Lun = h.Lun;
+        request.Cdb = cdb.AsMemory(0, extendedCdb is null ? 16 : cdb.Length);
+        request.Attribute = (TaskAttribute)(flags & 0x07);
+        request.TaskTag = h.InitiatorTaskTag;
+        request.ExpectedDataOutLength = outLength;
+        request.ExpectedDataInLength = inLength;
+        request.Sense = ArrayPool<byte>.Shared.Rent(252).AsMemory(0, 252);
+        task.Itt = h.InitiatorTaskTag;
+        task.CmdSN = h.CmdSN;
+        task.Immediate = h.Immediate;
+        task.OutLength = tooLarge ? 0 : outLength;
+        task.InLength = tooLarge ? 0 : inLength;
+        task.Header = h;
+        task.TooLarge = tooLarge;
         if (!tooLarge)
         {
             if (outLength > 0)
@@ -595,6 +591,10 @@ internal sealed partial class IscsiConnection
             if (!task.Retained || !ReleaseRetainedLater(task))
             {
                 task.ReleaseBuffers();
+                if (task.Completed)
+                {
+                    ReturnTask(task);
+                }
             }
         }
     }
@@ -675,11 +675,13 @@ internal sealed partial class IscsiConnection
         uint dataSN = await SendDataInAsync(task, dataLength, 0, uint.MaxValue, status).ConfigureAwait(false);
         if (collapse)
         {
+            task.Completed = true;
             return;
         }
 
         byte[] senseCopy = response.SenseLength > 0 ? task.Request.Sense[..response.SenseLength].ToArray() : [];
         await SendScsiResponseAsync(task, response.Status, senseCopy, dataSN, overflow, underflow, residual).ConfigureAwait(false);
+        task.Completed = true;
     }
 
     /// <summary>Status folded into the last Data-In PDU (§11.7.4 S bit), when it is.</summary>
@@ -692,7 +694,8 @@ internal sealed partial class IscsiConnection
     /// The split is a pure function of the length and the session's parameters, so a Data SNACK
     /// gets back exactly the PDUs first sent. Returns the number of Data-In PDUs of the whole transfer.
     /// </summary>
-    private async Task<uint> SendDataInAsync(ScsiTask task, int dataLength, uint firstSN, uint lastSN, DataInStatus status)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<uint> SendDataInAsync(ScsiTask task, int dataLength, uint firstSN, uint lastSN, DataInStatus status)
     {
         var p = _params!;
         uint dataSN = 0;

@@ -167,6 +167,8 @@ internal sealed partial class IscsiConnection
         ScsiTask[] tasks;
         lock (_tasksLock)
         {
+            _taskPoolClosed = true;
+            _taskPool.Clear();
             tasks = [.. _tasks.Values];
             _tasks.Clear();
             foreach (var p in _pending.Values)

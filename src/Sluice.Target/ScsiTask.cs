@@ -10,14 +10,16 @@ namespace Sluice.Target;
 /// </summary>
 internal sealed class ScsiTask
 {
-    public required uint Itt { get; init; }
-    public required uint CmdSN { get; init; }
-    public required bool Immediate { get; init; }
-    public required ScsiRequest Request { get; init; }
+    public uint Itt { get; set; }
+    public uint CmdSN { get; set; }
+    public bool Immediate { get; set; }
+
+    /// <summary>The request handed to the device; pooled with the task (its Nexus is the session's).</summary>
+    public ScsiRequest Request { get; set; } = null!;
 
     /// <summary>Expected data-out length (W bit) and data-in length (R bit or the bidi AHS).</summary>
-    public int OutLength { get; init; }
-    public int InLength { get; init; }
+    public int OutLength { get; set; }
+    public int InLength { get; set; }
 
     public byte[]? OutBuffer { get; set; }
     public byte[]? InBuffer { get; set; }
@@ -68,13 +70,13 @@ internal sealed class ScsiTask
     public bool Delivered { get; set; }
     public bool Dispatched { get; set; }
     public bool Aborted { get; set; }
-    public CancellationTokenSource Cancellation { get; } = new();
+    public CancellationTokenSource Cancellation { get; private set; } = new();
 
     /// <summary>The SCSI Command PDU header that created the task.</summary>
-    public Bhs Header { get; init; }
+    public Bhs Header { get; set; }
 
     /// <summary>The transfer exceeds MaxTransferLength: answered with CHECK CONDITION, data drained.</summary>
-    public bool TooLarge { get; init; }
+    public bool TooLarge { get; set; }
 
     /// <summary>Sense to answer with once delivered, when the data phase already failed.</summary>
     public byte[]? FailureSense { get; set; }
@@ -112,7 +114,60 @@ internal sealed class ScsiTask
             }
         }
 
-        Cancellation.Dispose();
+    }
+
+    /// <summary>
+    /// Bumped each time the task goes back to its connection's pool, so a reference taken
+    /// earlier (an ABORT TASK racing the completion) can tell it now belongs to another command.
+    /// </summary>
+    public int Generation { get; set; }
+
+    /// <summary>Something outside the command's own path (an abort) holds the task: never pool it.</summary>
+    public bool NoReuse { get; set; }
+
+    /// <summary>The command's response went out: its path is over and the task may be reused.</summary>
+    public bool Completed { get; set; }
+
+    /// <summary>Clears the task for the next command (the caller holds the connection's task lock).</summary>
+    public void Reset()
+    {
+        Itt = 0;
+        CmdSN = 0;
+        Immediate = false;
+        OutLength = 0;
+        InLength = 0;
+        OutBuffer = null;
+        InBuffer = null;
+        Received = 0;
+        UnsolicitedLimit = 0;
+        UnsolicitedDone = false;
+        UnsolicitedDataSN = 0;
+        UnsolicitedNextOffset = 0;
+        Lost = null;
+        DigestFailed = false;
+        Retained = false;
+        StatusRecorded = false;
+        DataInSent = 0;
+        NextR2TOffset = 0;
+        NextR2TSN = 0;
+        _bursts?.Clear();
+        Delivered = false;
+        Dispatched = false;
+        Aborted = false;
+        Header = default;
+        TooLarge = false;
+        FailureSense = null;
+        Completed = false;
+        _pooledReturned = false;
+        var request = Request;
+        request.Cdb = default;
+        request.Sense = default;
+        request.DataIn = default;
+        request.DataOut = default;
+        if (!Cancellation.TryReset())
+        {
+            Cancellation = new CancellationTokenSource();
+        }
     }
 
     /// <summary>One R2T's solicited Data-Out sequence (RFC 7143 §11.8).</summary>
