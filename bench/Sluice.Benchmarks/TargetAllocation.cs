@@ -66,7 +66,6 @@ public sealed class InProcessTarget : IAsyncDisposable
 /// Run: dotnet Sluice.Benchmarks.dll --filter '*TargetAllocation*' --inProcess
 /// </summary>
 [MemoryDiagnoser]
-[SimpleJob(launchCount: 1, warmupCount: 3, iterationCount: 5, invocationCount: 1)]
 public class TargetAllocationBenchmarks
 {
     private const int IosPerInvoke = 2000;
