@@ -20,6 +20,7 @@ internal sealed class IscsiSession
     {
         Tsih = tsih;
         Isid = isid;
+        Tpgt = tpgt;
         InitiatorName = initiatorName;
         Target = target;
         IsDiscovery = discovery;
@@ -40,6 +41,9 @@ internal sealed class IscsiSession
 
     public ushort Tsih { get; }
     public ulong Isid { get; }
+
+    /// <summary>The portal group the session was opened through; its connections stay in it (RFC 7143 §4.4.1).</summary>
+    public ushort Tpgt { get; }
     public string InitiatorName { get; }
     public TargetNode? Target { get; }
     public string? TargetName => Target?.Name;

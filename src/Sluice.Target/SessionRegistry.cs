@@ -1,8 +1,10 @@
 namespace Sluice.Target;
 
 /// <summary>
-/// Open sessions, by TSIH and by the (InitiatorName, ISID, TargetName) triple that names a
-/// session for reinstatement (RFC 7143 §6.3.5). TSIHs are never 0 and not reused while alive.
+/// Open sessions, by TSIH and by the (InitiatorName, ISID, TargetName, TPGT) that names a
+/// session for reinstatement (RFC 7143 §4.4.1, §6.3.5: the same initiator port logged in
+/// through another portal group is another session, another I_T nexus). TSIHs are never 0 and
+/// not reused while alive.
 /// </summary>
 internal sealed class SessionRegistry
 {
@@ -29,13 +31,14 @@ internal sealed class SessionRegistry
         }
     }
 
-    public IscsiSession? FindByIdentity(string initiatorName, ulong isid, string? targetName)
+    public IscsiSession? FindByIdentity(string initiatorName, ulong isid, string? targetName, ushort tpgt)
     {
         lock (_lock)
         {
             foreach (var s in _byTsih.Values)
             {
                 if (s.Isid == isid
+                    && s.Tpgt == tpgt
                     && string.Equals(s.InitiatorName, initiatorName, StringComparison.OrdinalIgnoreCase)
                     && string.Equals(s.TargetName, targetName, StringComparison.OrdinalIgnoreCase))
                 {

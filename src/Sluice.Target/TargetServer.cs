@@ -361,11 +361,19 @@ public sealed partial class TargetServer : IAsyncDisposable
 
     /// <summary>
     /// Binds a completed login to a session: a new one (reinstating any old session with the
-    /// same initiator, ISID and target, RFC 7143 §6.3.5) or, with a TSIH, the existing one.
+    /// same initiator, ISID, target and portal group, RFC 7143 §6.3.5) or, with a TSIH, the
+    /// existing one.
     /// </summary>
     internal IscsiSession? CompleteLogin(IscsiConnection connection, TargetLoginStateMachine machine, ulong isid, ushort tsih, IscsiSession? existing, ushort tpgt, uint cmdSN, out ushort failStatus)
     {
         failStatus = 0;
+        if (tsih != 0 && existing is not null && existing.Tpgt != tpgt)
+        {
+            // A session's connections stay within its portal group (RFC 7143 §4.4.1): through
+            // another group this TSIH names no session.
+            failStatus = LoginStatus.SessionDoesNotExist;
+            return null;
+        }
         if (tsih != 0 && existing is not null)
         {
             // Connection reinstatement (same CID) is the only way into a live session with
@@ -406,7 +414,7 @@ public sealed partial class TargetServer : IAsyncDisposable
             }
         }
 
-        var previous = Sessions.FindByIdentity(initiator, isid, target?.Name);
+        var previous = Sessions.FindByIdentity(initiator, isid, target?.Name, tpgt);
         if (previous is not null)
         {
             Log.Reinstated(_logger, previous.Tsih, initiator);
