@@ -152,7 +152,7 @@ if [[ $EXTRA -eq 1 ]]; then
   for s in "${RM_VARIANTS[@]}"; do
     if [[ ${#SUITES[@]} -eq 0 || " ${SUITES[*]} " == *" $s "* ]]; then ROWS+=("$s@removable|$s|rm|"); fi
   done
-  if [[ $SPLIT_SLOW -eq 1 && ( $ALL -eq 1 || " ${SUITES[*]} " == *" Sanitize "* ) ]]; then
+  if [[ $SPLIT_SLOW -eq 1 && " ${base[*]} " == *" Sanitize "* && ( $ALL -eq 1 || ${#SUITES[@]} -gt 0 ) ]]; then
     for t in "${SLOW_TESTS[@]}"; do ROWS+=("Sanitize.$t@slow|Sanitize|slow|only:$t"); done
   fi
 fi
