@@ -152,6 +152,14 @@ internal static class CommandTable
         AddSa(0xA3, 0x0A, "REPORT TARGET PORT GROUPS", CommandFlags.DataIn | Allowed, [F, 0xE0, 0, 0, 0, 0, F, F, F, F, 0, 0], AluaCommands.ReportTargetPortGroups);
         AddSa(0xA3, 0x0C, "REPORT SUPPORTED OPERATION CODES", CommandFlags.DataIn | Allowed, [F, 0, 0x87, F, F, F, F, F, F, F, 0, 0], ReportSupportedOperationCodes.Execute);
 
+        // Third-party copy (SPC-4 6.4, 6.18): EXTENDED COPY(LID1) and RECEIVE COPY RESULTS with
+        // COPY STATUS, OPERATING PARAMETERS and FAILED SEGMENT DETAILS (no RECEIVE DATA: no
+        // inline or embedded data output). Both conflict with any reservation (SPC-4 Table 46).
+        AddSa(ExtendedCopyCommands.ExtendedCopyOpcode, 0x00, "EXTENDED COPY(LID1)", CommandFlags.DataOut, [F, 0, 0, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], ExtendedCopyCommands.ExtendedCopy, 600);
+        AddSa(ExtendedCopyCommands.ReceiveCopyResultsOpcode, ExtendedCopyCommands.CopyStatus, "RECEIVE COPY RESULTS / COPY STATUS", CommandFlags.DataIn, [F, 0, F, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], ExtendedCopyCommands.ReceiveCopyResults);
+        AddSa(ExtendedCopyCommands.ReceiveCopyResultsOpcode, ExtendedCopyCommands.OperatingParameters, "RECEIVE COPY RESULTS / OPERATING PARAMETERS", CommandFlags.DataIn, [F, 0, F, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], ExtendedCopyCommands.ReceiveCopyResults);
+        AddSa(ExtendedCopyCommands.ReceiveCopyResultsOpcode, ExtendedCopyCommands.FailedSegmentDetails, "RECEIVE COPY RESULTS / FAILED SEGMENT DETAILS", CommandFlags.DataIn, [F, 0, F, 0, 0, 0, 0, 0, 0, 0, F, F, F, F, 0, 0], ExtendedCopyCommands.ReceiveCopyResults);
+
         // Reservations (SPC-4 6.15, 6.16; SPC-2 7.21-7.24). The handlers apply their own rules.
         for (int sa = 0; sa <= 3; sa++)
         {

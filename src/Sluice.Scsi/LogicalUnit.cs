@@ -89,6 +89,9 @@ public sealed class LogicalUnit
     /// <summary>MAXIMUM UNMAP LBA COUNT (SBC-3 6.5.3).</summary>
     internal uint MaxUnmapBlocks { get; }
 
+    /// <summary>Copy manager state: EXTENDED COPY results held per I_T nexus and list identifier.</summary>
+    internal CopyResults Copies { get; } = new();
+
     /// <summary>Serialises COMPARE AND WRITE / ORWRITE / WRITE ATOMIC against overlapping I/O.</summary>
     internal RangeLock Ranges { get; } = new();
 
@@ -173,6 +176,7 @@ public sealed class LogicalUnit
     internal void RemoveNexus(ITNexus nexus)
     {
         nexuses.TryRemove(nexus, out _);
+        Copies.Forget(nexus);
         // I_T nexus loss releases a RESERVE(6)/(10) reservation (SPC-2 5.5.1); persistent
         // reservations survive it (SPC-4 5.12.1).
         ReleaseLegacy(nexus);
@@ -208,7 +212,9 @@ public sealed class LogicalUnit
             pair.Value.Prevent = false;
             pair.Value.Add(ascAscq);
         }
-        // Resets release RESERVE(6)/(10) reservations, not persistent ones (SPC-4 5.12.1).
+        // Resets release RESERVE(6)/(10) reservations, not persistent ones (SPC-4 5.12.1),
+        // and discard held copy results (SPC-4 5.16.4.3).
         ReleaseLegacy(null);
+        Copies.Clear();
     }
 }

@@ -249,6 +249,36 @@ public sealed class ScsiTargetDevice
         return Responses.Check(request, lu, SenseKey.HardwareError, Asc.InternalTargetFailure);
     }
 
+    /// <summary>
+    /// Resolves the copy sources and destinations of EXTENDED COPY beyond this target's own
+    /// LUs (e.g. every target of a server that admits the initiator). Null: own LUs only.
+    /// </summary>
+    public ICopyTargetResolver? CopyTargetResolver { get; set; }
+
+    /// <summary>The LU of this target whose VPD page 83h NAA designator is <paramref name="designator"/>, or null.</summary>
+    public LogicalUnit? FindUnitByDesignator(ReadOnlySpan<byte> designator)
+    {
+        Span<byte> mine = stackalloc byte[16];
+        foreach (var lu in ordered)
+        {
+            SpcCommands.NaaDesignator(lu, TargetName, mine);
+            if (designator.Length == 16 && designator.SequenceEqual(mine))
+            {
+                return lu;
+            }
+        }
+        return null;
+    }
+
+    internal CopyTarget? ResolveCopyTarget(ReadOnlySpan<byte> designator, ITNexus requester)
+    {
+        if (CopyTargetResolver is { } resolver)
+        {
+            return resolver.Resolve(designator, requester);
+        }
+        return FindUnitByDesignator(designator) is { } lu ? new CopyTarget(this, lu, requester) : null;
+    }
+
     internal LogicalUnit? FindUnit(ulong lunField)
     {
         ulong lun = LunAddressing.Decode(lunField);

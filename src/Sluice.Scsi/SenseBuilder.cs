@@ -12,6 +12,7 @@ internal static class SenseKey
     public const byte IllegalRequest = 0x5;
     public const byte UnitAttention = 0x6;
     public const byte DataProtect = 0x7;
+    public const byte CopyAborted = 0xA;
     public const byte AbortedCommand = 0xB;
     public const byte Miscompare = 0xE;
 }
@@ -48,6 +49,16 @@ internal static class Asc
     public const ushort LogicalUnitNotReadyFormatInProgress = 0x0404;
     public const ushort LogicalUnitNotReadySanitizeInProgress = 0x041B;
     public const ushort InternalTargetFailure = 0x4400;
+    public const ushort OperationInProgress = 0x0016;
+    public const ushort CopyTargetDeviceNotReachable = 0x0D02;
+    public const ushort IncorrectCopyTargetDeviceType = 0x0D03;
+    public const ushort TooManyTargetDescriptors = 0x2606;
+    public const ushort UnsupportedTargetDescriptorTypeCode = 0x2607;
+    public const ushort TooManySegmentDescriptors = 0x2608;
+    public const ushort UnsupportedSegmentDescriptorTypeCode = 0x2609;
+    public const ushort UnexpectedInexactSegment = 0x260A;
+    public const ushort InlineDataLengthExceeded = 0x260B;
+    public const ushort InsufficientResources = 0x5503;
     public const ushort MediumRemovalPrevented = 0x5302;
 }
 

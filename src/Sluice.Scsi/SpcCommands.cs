@@ -80,6 +80,7 @@ internal static class SpcCommands
                 0x00 => SupportedVpdPages(buffer),
                 0x80 => UnitSerialNumber(buffer, lu, request.Nexus),
                 0x83 => DeviceIdentification(buffer, lu, request.Nexus),
+                0x8F => ThirdPartyCopy(buffer, lu),
                 0xB0 => BlockLimits(buffer, lu),
                 0xB1 => BlockDeviceCharacteristics(buffer, lu),
                 0xB2 => LogicalBlockProvisioning(buffer, lu),
@@ -93,7 +94,7 @@ internal static class SpcCommands
         return Responses.Done(CopyOut(request, buffer[..length], alloc));
     }
 
-    private static ReadOnlySpan<byte> VpdPages => [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+    private static ReadOnlySpan<byte> VpdPages => [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2];
 
     private static int StandardInquiry(Span<byte> b, LogicalUnit? lu)
     {
@@ -107,7 +108,9 @@ internal static class SpcCommands
         b[2] = 0x06;
         b[3] = 0x12; // HISUP=1 (hierarchical LUNs in REPORT LUNS), RESPONSE DATA FORMAT=2
         b[4] = Length - 5;
-        b[5] = 0x10; // TPGS=01b: implicit ALUA (REPORT TARGET PORT GROUPS; VPD 83h target port group)
+        // TPGS=01b: implicit ALUA (REPORT TARGET PORT GROUPS; VPD 83h target port group).
+        // 3PC=1: third-party copy (EXTENDED COPY, RECEIVE COPY RESULTS, VPD 8Fh).
+        b[5] = 0x10 | 0x08;
         b[7] = 0x02; // CMDQUE: full task management model
         var options = lu?.Options;
         Ascii(b.Slice(8, 8), options?.Vendor ?? "SLUICE");
@@ -139,7 +142,29 @@ internal static class SpcCommands
         return 4 + n;
     }
 
-    internal static ulong NaaIdentifier(LogicalUnit lu, ITNexus nexus)
+    private static int ThirdPartyCopy(Span<byte> b, LogicalUnit lu)
+    {
+        // SPC-4 7.8.17: page header, then the third-party copy descriptors.
+        b[1] = 0x8F;
+        int n = ExtendedCopyCommands.ThirdPartyCopyDescriptors(b[4..], lu);
+        BinaryPrimitives.WriteUInt16BigEndian(b[2..], (ushort)n);
+        return 4 + n;
+    }
+
+    internal static ulong NaaIdentifier(LogicalUnit lu, ITNexus nexus) => NaaIdentifier(lu, nexus.TargetName);
+
+    /// <summary>
+    /// The 16-byte NAA IEEE Registered Extended designator VPD page 83h reports for
+    /// <paramref name="lu"/> of target <paramref name="targetName"/>.
+    /// </summary>
+    internal static void NaaDesignator(LogicalUnit lu, string targetName, Span<byte> destination)
+    {
+        ulong naa = NaaIdentifier(lu, targetName);
+        BinaryPrimitives.WriteUInt64BigEndian(destination, (0x6UL << 60) | (naa >> 4));
+        BinaryPrimitives.WriteUInt64BigEndian(destination[8..], naa);
+    }
+
+    internal static ulong NaaIdentifier(LogicalUnit lu, string targetName)
     {
         if (lu.Options.NaaIdentifier is ulong configured)
         {
@@ -147,7 +172,7 @@ internal static class SpcCommands
         }
         // FNV-1a over target name and LUN: stable across restarts for the same configuration.
         ulong h = 14695981039346656037UL;
-        foreach (char c in nexus.TargetName)
+        foreach (char c in targetName)
         {
             h = (h ^ c) * 1099511628211UL;
         }
@@ -172,12 +197,10 @@ internal static class SpcCommands
         // NAA IEEE Registered Extended (NAA 6, SPC-4 7.8.6.6.5), associated with the LU.
         // The configured identifier supplies the IEEE COMPANY ID + VENDOR SPECIFIC IDENTIFIER
         // (the 60 bits after the NAA nibble) and the VENDOR SPECIFIC IDENTIFIER EXTENSION.
-        ulong naa = NaaIdentifier(lu, nexus);
         b[p] = 0x01; // binary
         b[p + 1] = 0x03; // LU, NAA
         b[p + 3] = 16;
-        BinaryPrimitives.WriteUInt64BigEndian(b[(p + 4)..], (0x6UL << 60) | (naa >> 4));
-        BinaryPrimitives.WriteUInt64BigEndian(b[(p + 12)..], naa);
+        NaaDesignator(lu, nexus.TargetName, b.Slice(p + 4, 16));
         p += 20;
 
         // T10 vendor ID based (type 1): vendor + serial, ASCII.

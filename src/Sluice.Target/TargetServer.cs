@@ -21,6 +21,7 @@ public sealed partial class TargetServer : IAsyncDisposable
     private readonly ILogger _logger;
     // Copy-on-write: readers take the current dictionary without a lock; fn add / rm swap in a new one.
     private volatile Dictionary<string, TargetNode> _targets = new(StringComparer.OrdinalIgnoreCase);
+    private CopyTargetResolver? _copyTargets;
     private readonly List<IBlockDevice> _devices = [];
     private readonly Dictionary<string, IBlockDevice> _sharedDevices = new(StringComparer.Ordinal);
     private readonly List<(Socket Socket, ushort Tpgt, Task Loop)> _listeners = [];
@@ -222,6 +223,9 @@ public sealed partial class TargetServer : IAsyncDisposable
 
         // PREEMPT AND ABORT (SPC-4 5.12.11.2.6): the preempted nexuses' tasks on that LU end.
         scsi.TasksAbortRequested += (nexus, lu) => AbortNexusTasks(node, nexus, lu);
+
+        // EXTENDED COPY resolves copy sources and destinations on every live target the initiator may reach.
+        scsi.CopyTargetResolver = _copyTargets ??= new CopyTargetResolver(() => _targets.Values);
         return node;
     }
 

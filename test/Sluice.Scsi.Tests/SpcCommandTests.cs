@@ -190,7 +190,7 @@ public class InquiryTests
         var h = new Harness();
         var list = h.Run(Cdb.Inquiry(true, 0), 255).Data;
         int n = BinaryPrimitives.ReadUInt16BigEndian(list.AsSpan(2));
-        Assert.Equal(6, n);
+        Assert.Equal(7, n); // 00h 80h 83h 8Fh B0h B1h B2h
         for (int i = 0; i < n; i++)
         {
             var page = h.Run(Cdb.Inquiry(true, list[4 + i]), 255);
