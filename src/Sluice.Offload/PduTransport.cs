@@ -321,27 +321,42 @@ public sealed class PduTransport : IAsyncDisposable
     /// <paramref name="data"/> with padding and, when negotiated, header and data digests, in
     /// one socket call. Large payloads are gathered from where they are, not copied.
     /// </summary>
+    public ValueTask SendAsync(Bhs header, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default) =>
+        SendAsync(header, data, default(NoStamp), cancellationToken);
+
+    /// <summary>
+    /// Like <see cref="SendAsync(Bhs, ReadOnlyMemory{byte}, CancellationToken)"/>, with
+    /// <paramref name="stamp"/> filling in header fields that must follow send order (a
+    /// target's StatSN, ExpCmdSN, MaxCmdSN) inside the send lock, right before the header
+    /// digest: one lock per PDU for the caller's numbering and the socket together.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask SendAsync(Bhs header, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+    public async ValueTask SendAsync<TStamp>(Bhs header, ReadOnlyMemory<byte> data, TStamp stamp, CancellationToken cancellationToken = default)
+        where TStamp : IPduStamp
     {
         header.DataSegmentLength = data.Length;
         int pad = Padding(data.Length);
         int headerBytes = Bhs.Length + (HeaderDigest ? 4 : 0);
         int trailer = data.Length == 0 ? 0 : pad + (DataDigest ? 4 : 0);
         int total = headerBytes + data.Length + trailer;
+
+        // The data digest is computed before taking the send lock: it is the one pass over the
+        // payload, so several senders (Data-In of different commands) digest in parallel while
+        // another PDU is on the socket, instead of one after another inside the lock.
+        uint dataDigest = 0;
+        if (DataDigest && data.Length > 0)
+        {
+            dataDigest = Crc(Crc(0, data.Span), s_zeroPad.AsSpan(0, pad));
+        }
+
         await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            stamp.Stamp(ref header, data.Span);
             header.CopyTo(_tx);
             if (HeaderDigest)
             {
                 BinaryPrimitives.WriteUInt32LittleEndian(_tx.AsSpan(Bhs.Length), Crc(0, _tx.AsSpan(0, Bhs.Length)));
-            }
-
-            uint dataDigest = 0;
-            if (DataDigest && data.Length > 0)
-            {
-                dataDigest = Crc(Crc(0, data.Span), s_zeroPad.AsSpan(0, pad));
             }
 
             if (total <= _tx.Length)
@@ -450,4 +465,18 @@ public sealed class PduTransport : IAsyncDisposable
 
         return ValueTask.CompletedTask;
     }
+
+    private readonly struct NoStamp : IPduStamp
+    {
+        public void Stamp(ref Bhs header, ReadOnlySpan<byte> data)
+        {
+        }
+    }
+}
+
+/// <summary>Fills in send-order header fields inside <see cref="PduTransport"/>'s send lock.</summary>
+public interface IPduStamp
+{
+    /// <summary>Called once, under the send lock, before the header (and its digest) is written.</summary>
+    void Stamp(ref Bhs header, ReadOnlySpan<byte> data);
 }

@@ -351,17 +351,17 @@ internal sealed partial class IscsiConnection
     /// <summary>A status PDU again, with its original StatSN and the current window (§11.16).</summary>
     private async Task SendRetransmissionAsync(Bhs h, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
-        await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        await _transport.SendAsync(h, data, new WindowStamp(_session!), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Only the current command window; the StatSN stays the original one.</summary>
+    private readonly struct WindowStamp(IscsiSession session) : Sluice.Offload.IPduStamp
+    {
+        public void Stamp(ref Bhs header, ReadOnlySpan<byte> data)
         {
-            var (exp, max) = _session!.Window2();
-            h.ExpCmdSN = exp;
-            h.MaxCmdSN = max;
-            await _transport.SendAsync(h, data, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            _sendLock.Release();
+            var (exp, max) = session.Window2();
+            header.ExpCmdSN = exp;
+            header.MaxCmdSN = max;
         }
     }
 }

@@ -27,7 +27,6 @@ internal sealed partial class IscsiConnection
     private readonly ILogger _logger;
     private readonly ushort _tpgt;
     private readonly CancellationTokenSource _cts = new();
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly Lock _tasksLock = new();
     private readonly Dictionary<uint, ScsiTask> _tasks = [];
     private readonly SortedDictionary<uint, PendingPdu> _pending = new(SerialComparer.Instance);
@@ -483,23 +482,26 @@ internal sealed partial class IscsiConnection
     /// </summary>
     private async Task SendStatusPduAsync(Bhs h, ReadOnlyMemory<byte> data, bool advanceStatSN, CancellationToken cancellationToken, ScsiTask? retained = null)
     {
-        await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            h.StatSN = advanceStatSN ? _statSN++ : _statSN;
-            var (exp, max) = _session!.Window2();
-            h.ExpCmdSN = exp;
-            h.MaxCmdSN = max;
-            if (advanceStatSN && RecoveryEnabled)
-            {
-                RecordStatus(h, data.Span, retained);
-            }
+        await _transport.SendAsync(h, data, new StatusStamp(this, advanceStatSN, retained), cancellationToken).ConfigureAwait(false);
+    }
 
-            await _transport.SendAsync(h, data, cancellationToken).ConfigureAwait(false);
-        }
-        finally
+    /// <summary>
+    /// Numbers a target PDU inside the transport's send lock, so StatSN order is send order
+    /// with one lock per PDU; at ErrorRecoveryLevel 1 a status PDU is recorded for a Status SNACK.
+    /// </summary>
+    private readonly struct StatusStamp(IscsiConnection connection, bool advanceStatSN, ScsiTask? retained) : IPduStamp
+    {
+        public void Stamp(ref Bhs header, ReadOnlySpan<byte> data)
         {
-            _sendLock.Release();
+            header.StatSN = advanceStatSN ? connection._statSN++ : connection._statSN;
+            var (exp, max) = connection._session!.Window2();
+            header.ExpCmdSN = exp;
+            header.MaxCmdSN = max;
+            if (advanceStatSN && connection.RecoveryEnabled)
+            {
+                header.DataSegmentLength = data.Length;
+                connection.RecordStatus(header, data, retained);
+            }
         }
     }
 
