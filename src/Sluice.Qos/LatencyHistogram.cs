@@ -40,6 +40,9 @@ internal sealed class LatencyHistogram
         MaxMicros = Math.Max(MaxMicros, other.MaxMicros);
     }
 
+    /// <summary>Copies the bucket counts into <paramref name="counts"/> (at least <see cref="BucketCount"/> long).</summary>
+    public void CopyTo(Span<long> counts) => _counts.CopyTo(counts);
+
     public void Clear()
     {
         if (Count == 0)

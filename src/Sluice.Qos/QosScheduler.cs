@@ -232,6 +232,38 @@ public sealed class QosScheduler : IDisposable
         return immediate ? new ValueTask<Grant>(new Grant(request, version)) : new ValueTask<Grant>(request, token);
     }
 
+    /// <summary>How many buckets a function's latency histogram has (see <see cref="TryCopyLatencyCounts"/>).</summary>
+    public static int LatencyBucketCount => LatencyHistogram.BucketCount;
+
+    /// <summary>
+    /// The smallest latency, in microseconds, that bucket <paramref name="index"/> holds; the bucket
+    /// holds values below the next bucket's bound (the last one holds everything above its bound).
+    /// </summary>
+    public static long LatencyBucketLowerBoundMicros(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, LatencyHistogram.BucketCount);
+        return LatencyHistogram.LowerBoundOf(index);
+    }
+
+    /// <summary>
+    /// Copies a function's latency histogram since registration (enqueue to completion, the one
+    /// behind <see cref="QosFunctionStats.Latency"/>) into <paramref name="counts"/>, which holds
+    /// <see cref="LatencyBucketCount"/> values; false when no such function. For exporters that
+    /// need the buckets, e.g. a Prometheus histogram, read at scrape time.
+    /// </summary>
+    public bool TryCopyLatencyCounts(string name, Span<long> counts)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(counts.Length, LatencyHistogram.BucketCount, nameof(counts));
+        lock (_lock)
+        {
+            if (!_byName.TryGetValue(name, out var function))
+                return false;
+            function.Total.CopyTo(counts);
+            return true;
+        }
+    }
+
     /// <summary>Per-function counters and latency quantiles.</summary>
     public QosSnapshot GetSnapshot()
     {

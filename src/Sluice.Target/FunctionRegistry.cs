@@ -95,6 +95,7 @@ internal sealed class FunctionRegistry : IDisposable
             {
                 handle = scheduler.RegisterFunction(function, state.Level);
                 state.Handles.Add(device, handle);
+                state.Counters[device] = new IoCounters();
             }
 
             if (!_targets.TryGetValue(target, out var table))
@@ -103,7 +104,7 @@ internal sealed class FunctionRegistry : IDisposable
                 _targets.Add(target, table);
             }
 
-            table.Add(lun, scheduler, handle);
+            table.Add(lun, scheduler, handle, state.Counters[device]);
             return table;
         }
     }
@@ -141,7 +142,10 @@ internal sealed class FunctionRegistry : IDisposable
                 foreach (var (device, _) in state.Handles.ToList())
                 {
                     if (_schedulers[device].TryRemoveFunction(function))
+                    {
                         state.Handles.Remove(device);
+                        state.Counters.Remove(device);
+                    }
                 }
 
                 if (state.Handles.Count == 0)
@@ -224,6 +228,26 @@ internal sealed class FunctionRegistry : IDisposable
         }
     }
 
+    /// <summary>
+    /// What a metrics scrape reads: every device scheduler, and each function's scheduler and
+    /// read/write byte counters on each device it uses.
+    /// </summary>
+    public (IReadOnlyList<(string Device, QosScheduler Scheduler)> Devices, IReadOnlyList<FunctionLane> Functions) GetSources()
+    {
+        lock (_lock)
+        {
+            var devices = _schedulers.Select(p => (p.Key, p.Value)).ToList();
+            var functions = new List<FunctionLane>();
+            foreach (var f in _functions.Values)
+            {
+                foreach (var (device, _) in f.Handles)
+                    functions.Add(new FunctionLane(f.Name, device, _schedulers[device], f.Counters[device]));
+            }
+
+            return (devices, functions);
+        }
+    }
+
     /// <summary>Fails waiting requests; grants outstanding may still complete.</summary>
     public void Dispose()
     {
@@ -247,6 +271,34 @@ internal sealed class FunctionRegistry : IDisposable
 
         // Device -> this function's handle on that device's scheduler.
         public Dictionary<string, FunctionHandle> Handles { get; } = new(StringComparer.Ordinal);
+
+        // Device -> this function's data bytes there, by direction.
+        public Dictionary<string, IoCounters> Counters { get; } = new(StringComparer.Ordinal);
+    }
+}
+
+/// <summary>One function on one device, for a metrics scrape.</summary>
+internal sealed record FunctionLane(string Function, string Device, QosScheduler Scheduler, IoCounters Counters);
+
+/// <summary>
+/// Data bytes a function moved on one device, by direction: what the scheduler's statistics do
+/// not split. Two interlocked adds per completed command, read at scrape time.
+/// </summary>
+internal sealed class IoCounters
+{
+    private long _readBytes;
+    private long _writtenBytes;
+
+    public long ReadBytes => Volatile.Read(ref _readBytes);
+
+    public long WrittenBytes => Volatile.Read(ref _writtenBytes);
+
+    public void Completed(int read, int written)
+    {
+        if (read > 0)
+            Interlocked.Add(ref _readBytes, read);
+        if (written > 0)
+            Interlocked.Add(ref _writtenBytes, written);
     }
 }
 
@@ -258,9 +310,9 @@ internal sealed class TargetScheduling
 {
     private readonly Dictionary<ulong, Lane> _lanes = [];
 
-    internal void Add(ulong lun, QosScheduler scheduler, FunctionHandle handle)
+    internal void Add(ulong lun, QosScheduler scheduler, FunctionHandle handle, IoCounters counters)
     {
-        var lane = new Lane(scheduler, handle);
+        var lane = new Lane(scheduler, handle, counters);
         _lanes[FunctionRegistry.FlatLunField(lun)] = lane;
         _lanes[FunctionRegistry.LunField(lun)] = lane;
     }
@@ -289,8 +341,9 @@ internal sealed class TargetScheduling
         finally
         {
             grant.Complete(Stopwatch.GetElapsedTime(start));
+            lane.Counters.Completed(request.ExpectedDataInLength, request.ExpectedDataOutLength);
         }
     }
 
-    internal readonly record struct Lane(QosScheduler Scheduler, FunctionHandle Handle);
+    internal readonly record struct Lane(QosScheduler Scheduler, FunctionHandle Handle, IoCounters Counters);
 }

@@ -98,6 +98,7 @@ public sealed partial class TargetServer : IAsyncDisposable
         {
             OpenTargets();
             Listen();
+            StartMetrics();
             var control = new ControlEndpoint(this, _logger);
             if (control.Start(ControlProtocol.SocketPath(_config.DataDir)))
                 _control = control;
@@ -106,6 +107,7 @@ public sealed partial class TargetServer : IAsyncDisposable
         }
         catch
         {
+            StopMetricsAsync().GetAwaiter().GetResult();
             foreach (var (socket, _, _) in _listeners)
             {
                 socket.Dispose();
@@ -562,6 +564,7 @@ public sealed partial class TargetServer : IAsyncDisposable
         }
 
         _stopping.Cancel();
+        await StopMetricsAsync().ConfigureAwait(false);
         if (_control is { } control)
         {
             _control = null;

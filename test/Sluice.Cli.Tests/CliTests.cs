@@ -43,7 +43,7 @@ public class CliTests
     {
         var (code, output, _) = await RunAsync("serve", "--help");
         Assert.Equal(0, code);
-        foreach (string flag in new[] { "--listen", "--target", "--lun", "--data-dir", "--config", "--chap", "--mutual-chap", "--allow", "--read-only", "--block-size", "--log-level", "--check" })
+        foreach (string flag in new[] { "--listen", "--target", "--lun", "--data-dir", "--config", "--chap", "--mutual-chap", "--allow", "--read-only", "--block-size", "--metrics", "--log-level", "--check" })
             Assert.Contains(flag, output, StringComparison.Ordinal);
     }
 

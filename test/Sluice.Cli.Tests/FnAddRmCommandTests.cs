@@ -64,6 +64,11 @@ public sealed class FnAddRmCommandTests : IAsyncLifetime
         Assert.Equal(0, code);
         Assert.Matches(@"(?m)^silver\s+-\s+-\s+900\s+-\s+3\s+0\s+-\s+iqn\.2026-11\.dev\.sluice:silver$", output);
 
+        (code, output, _) = await RunAsync("fn", "stats", "--data-dir", _dir);
+        Assert.Equal(0, code);
+        Assert.Matches(@"(?m)^DEVICE\s+FUNCTION\s+IOS\s+BYTES\s+READ\s+WRITTEN\s+QUEUE\s+OUT\s+RES_DISP\s+WT_DISP\s+THROTTLED_MS\s+P50_MS\s+P99_MS\s+P999_MS\s+MAX_MS\s+MISSES\s+SLA_WIN\s+HOLD$", output);
+        Assert.Matches(@"(?m)^pool\s+silver\s+0\s+0\s+0\s+0\s", output);
+
         (code, output, error) = await RunAsync("fn", "rm", "silver", "--data-dir", _dir);
         Assert.Equal("", error);
         Assert.Equal(0, code);

@@ -218,7 +218,7 @@ public sealed class FunctionLifecycleTests : IDisposable
         await using var server = new TargetServer(Config("model:32MiB:iops=20000,latency=200us"), NullLoggerFactory.Instance);
         await server.StartAsync();
         await using var control = await ControlClient.ConnectAsync(server.ControlSocketPath!);
-        await control.RequestAsync(new JsonObject { ["op"] = "set", ["name"] = "gold", ["values"] = new JsonObject { ["reservation_iops"] = 0, ["limit_iops"] = 200 } });
+        await control.RequestAsync(new JsonObject { ["op"] = "set", ["name"] = "gold", ["values"] = new JsonObject { ["reservation_iops"] = 0, ["limit_iops"] = 100 } });
 
         await using var session = await LoginAsync(server, GoldHost, Gold);
         await using var lun = await Ini.IscsiLun.OpenAsync(session, 0);
@@ -247,18 +247,19 @@ public sealed class FunctionLifecycleTests : IDisposable
         {
             await Task.Delay(500);
             double slow = await RateAsync(TimeSpan.FromSeconds(1));
-            Assert.InRange(slow, 100, 200 * 1.15);
+            Assert.InRange(slow, 50, 100 * 1.15);
 
-            await control.RequestAsync(new JsonObject { ["op"] = "set", ["name"] = "gold", ["values"] = new JsonObject { ["limit_iops"] = 1000 } });
+            // Low rates, so a busy 2-core CI machine can still drive them.
+            await control.RequestAsync(new JsonObject { ["op"] = "set", ["name"] = "gold", ["values"] = new JsonObject { ["limit_iops"] = 400 } });
             await Task.Delay(500);
             double fast = await RateAsync(TimeSpan.FromSeconds(1.5));
-            // Within 2 s of the change: the new limit holds, and the rate rose to (most of) it.
-            Assert.InRange(fast, 600, 1000 * 1.15);
+            // Within 2 s of the change: the new limit holds, and the rate rose well past the old one.
+            Assert.InRange(fast, 250, 400 * 1.15);
 
-            await control.RequestAsync(new JsonObject { ["op"] = "set", ["name"] = "gold", ["values"] = new JsonObject { ["limit_iops"] = 200 } });
+            await control.RequestAsync(new JsonObject { ["op"] = "set", ["name"] = "gold", ["values"] = new JsonObject { ["limit_iops"] = 100 } });
             await Task.Delay(500);
             double back = await RateAsync(TimeSpan.FromSeconds(1));
-            Assert.InRange(back, 100, 200 * 1.15);
+            Assert.InRange(back, 50, 100 * 1.15);
         }
         finally
         {

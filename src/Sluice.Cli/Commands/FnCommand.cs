@@ -323,7 +323,9 @@ internal static class FnCommand
 
     private static async Task<int> WatchAsync(ControlClient client, TextWriter output, TimeSpan interval, CancellationToken ct)
     {
-        var previous = new Dictionary<string, (double Ios, double Bytes)>(StringComparer.Ordinal);
+        // Counters whose rate per second the watch shows, in column order after MB/S.
+        string[] counters = ["completed_ios", "completed_bytes", "read_bytes", "written_bytes", "reservation_dispatches", "weight_dispatches", "throttled_ms", "latency_target_misses"];
+        var previous = new Dictionary<string, double[]>(StringComparer.Ordinal);
         long last = System.Diagnostics.Stopwatch.GetTimestamp();
         bool first = true;
         while (!ct.IsCancellationRequested)
@@ -332,19 +334,25 @@ internal static class FnCommand
             long now = System.Diagnostics.Stopwatch.GetTimestamp();
             double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(last, now).TotalSeconds;
             last = now;
-            List<string[]> rows = [["DEVICE", "FUNCTION", "IOPS", "MB/S", "QUEUE", "OUT", "P99_MS", "WIN_P99_MS", "MISSES", "HOLD"]];
+            List<string[]> rows =
+            [
+                ["DEVICE", "FUNCTION", "IOPS", "MB/S", "RD_MB/S", "WR_MB/S", "RES/S", "WT/S", "THROTTLED%", "QUEUE", "OUT", "P99_MS", "WIN_P99_MS", "MISSES/S", "HOLD"],
+            ];
             foreach (var d in Array(reply["devices"]))
             {
                 foreach (var f in Array(d["functions"]))
                 {
                     string key = Text(d["device"]) + "\n" + Text(f["name"]);
-                    double ios = Num(f["completed_ios"]), bytes = Num(f["completed_bytes"]);
-                    var p = previous.TryGetValue(key, out var was) ? was : (Ios: ios, Bytes: bytes);
-                    previous[key] = (ios, bytes);
-                    double iops = first || seconds <= 0 ? 0 : (ios - p.Ios) / seconds;
-                    double mbps = first || seconds <= 0 ? 0 : (bytes - p.Bytes) / seconds / 1e6;
-                    rows.Add([Text(d["device"]), Text(f["name"]), Fmt(iops, "0"), Fmt(mbps, "0.0"), Fmt(Num(f["queue_depth"])), Fmt(Num(f["outstanding"])),
-                        Fmt(Num(f["p99_ms"]), "0.###"), Fmt(Num(f["window_p99_ms"]), "0.###"), Fmt(Num(f["latency_target_misses"])), Fmt(Num(f["hold_back_scale"]), "0.##")]);
+                    double[] current = [.. counters.Select(c => Num(f[c]))];
+                    var was = previous.TryGetValue(key, out var p) ? p : current;
+                    previous[key] = current;
+                    double Rate(int i) => first || seconds <= 0 ? 0 : Math.Max(0, current[i] - was[i]) / seconds;
+                    rows.Add(
+                    [
+                        Text(d["device"]), Text(f["name"]), Fmt(Rate(0), "0"), Fmt(Rate(1) / 1e6, "0.0"), Fmt(Rate(2) / 1e6, "0.0"), Fmt(Rate(3) / 1e6, "0.0"),
+                        Fmt(Rate(4), "0"), Fmt(Rate(5), "0"), Fmt(Rate(6) / 10, "0.#"), Fmt(Num(f["queue_depth"])), Fmt(Num(f["outstanding"])),
+                        Fmt(Num(f["p99_ms"]), "0.###"), Fmt(Num(f["window_p99_ms"]), "0.###"), Fmt(Rate(7), "0.#"), Fmt(Num(f["hold_back_scale"]), "0.##"),
+                    ]);
                 }
             }
 
@@ -389,14 +397,16 @@ internal static class FnCommand
         return text.ToString();
     }
 
-    private static string[] CounterHeader(string first) => [first, "IOS", "BYTES", "QUEUE", "OUT", "RES_DISP", "WT_DISP", "THROTTLED_MS", "P50_MS", "P99_MS", "MAX_MS", "MISSES", "HOLD"];
+    private static string[] CounterHeader(string first) =>
+        [first, "IOS", "BYTES", "READ", "WRITTEN", "QUEUE", "OUT", "RES_DISP", "WT_DISP", "THROTTLED_MS", "P50_MS", "P99_MS", "P999_MS", "MAX_MS", "MISSES", "SLA_WIN", "HOLD"];
 
     private static string[] CounterRow(string first, JsonObject s) =>
     [
-        first, Fmt(Num(s["completed_ios"])), Fmt(Num(s["completed_bytes"])), Fmt(Num(s["queue_depth"])), Fmt(Num(s["outstanding"])),
+        first, Fmt(Num(s["completed_ios"])), Fmt(Num(s["completed_bytes"])), Fmt(Num(s["read_bytes"])), Fmt(Num(s["written_bytes"])),
+        Fmt(Num(s["queue_depth"])), Fmt(Num(s["outstanding"])),
         Fmt(Num(s["reservation_dispatches"])), Fmt(Num(s["weight_dispatches"])), Fmt(Num(s["throttled_ms"]), "0"),
-        Fmt(Num(s["p50_ms"]), "0.###"), Fmt(Num(s["p99_ms"]), "0.###"), Fmt(Num(s["max_ms"]), "0.###"),
-        Fmt(Num(s["latency_target_misses"])), Fmt(Num(s["hold_back_scale"]), "0.##"),
+        Fmt(Num(s["p50_ms"]), "0.###"), Fmt(Num(s["p99_ms"]), "0.###"), Fmt(Num(s["p999_ms"]), "0.###"), Fmt(Num(s["max_ms"]), "0.###"),
+        Fmt(Num(s["latency_target_misses"])), Fmt(Num(s["sla_windows_missed"])), Fmt(Num(s["hold_back_scale"]), "0.##"),
     ];
 
     private static IEnumerable<JsonObject> Array(JsonNode? node) => (node as JsonArray ?? []).OfType<JsonObject>();

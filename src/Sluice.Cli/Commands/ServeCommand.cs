@@ -87,6 +87,12 @@ internal static class ServeCommand
         HelpName = "auto|none",
     };
 
+    private static readonly Option<string> s_metrics = new("--metrics")
+    {
+        Description = "Serve Prometheus metrics at http://HOST:PORT/metrics on a loopback address, e.g. 127.0.0.1:9464 (port 9464 when left out). [default: off, or metrics.listen]",
+        HelpName = "HOST[:PORT]",
+    };
+
     private static readonly Option<bool> s_check = new("--check")
     {
         Description = "Validate the configuration, print it as JSON (secrets redacted) and exit without serving.",
@@ -96,7 +102,7 @@ internal static class ServeCommand
     {
         var command = new Command("serve", "Run the iSCSI target until Ctrl-C or SIGTERM.")
         {
-            s_listen, s_target, s_lun, s_dataDir, s_config, s_chap, s_mutualChap, s_allow, s_readOnly, s_blockSize, s_offload, s_logLevel, s_check,
+            s_listen, s_target, s_lun, s_dataDir, s_config, s_chap, s_mutualChap, s_allow, s_readOnly, s_blockSize, s_offload, s_metrics, s_logLevel, s_check,
         };
         command.SetAction((parseResult, cancellationToken) =>
             RunAsync(Bind(parseResult), parseResult.InvocationConfiguration.Output, cancellationToken));
@@ -116,6 +122,7 @@ internal static class ServeCommand
         ReadOnly = parseResult.GetValue(s_readOnly),
         BlockSize = parseResult.GetValue(s_blockSize),
         Offload = parseResult.GetValue(s_offload),
+        Metrics = parseResult.GetValue(s_metrics),
         LogLevel = parseResult.GetValue(s_logLevel),
         Check = parseResult.GetValue(s_check),
     };

@@ -60,6 +60,13 @@ internal static class ServeConfigBuilder
             config.Offload = options.Offload;
         }
 
+        if (options.Metrics is not null)
+        {
+            if (!MetricsListen.TryParse(options.Metrics, out _, out _, out string? metricsError))
+                throw new ConfigException("--metrics", metricsError);
+            config.Metrics = new MetricsConfig { Listen = options.Metrics };
+        }
+
         if (options.DataDir is not null)
         {
             if (options.DataDir.Length == 0)

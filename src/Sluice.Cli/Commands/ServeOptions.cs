@@ -39,6 +39,9 @@ internal sealed record ServeOptions
     /// <summary><c>--offload auto|none</c>: the per-byte engine.</summary>
     public string? Offload { get; init; }
 
+    /// <summary><c>--metrics HOST[:PORT]</c>: serve Prometheus <c>/metrics</c> there (loopback only).</summary>
+    public string? Metrics { get; init; }
+
     /// <summary><c>--log-level</c>, as typed.</summary>
     public string? LogLevel { get; init; }
 

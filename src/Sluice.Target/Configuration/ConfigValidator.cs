@@ -37,6 +37,10 @@ public static class ConfigValidator
         ValidateFunctions(c, devices);
         ValidateQos(c.Qos);
         ValidateLimits(c.Limits);
+        if (c.Metrics is null)
+            throw new ConfigException("metrics", "must be an object, not null");
+        if (c.Metrics.Listen is not null && !MetricsListen.TryParse(c.Metrics.Listen, out _, out _, out string? metricsError))
+            throw new ConfigException("metrics.listen", metricsError);
     }
 
     /// <summary>Shared devices: name to (index, size when the spec states it).</summary>

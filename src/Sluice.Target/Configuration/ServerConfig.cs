@@ -32,6 +32,18 @@ public sealed class ServerConfig
 
     /// <summary>Whether HeaderDigest/DataDigest=CRC32C may be negotiated (RFC 7143 §13.1).</summary>
     public bool AllowDigests { get; set; } = true;
+
+    /// <summary>The Prometheus <c>/metrics</c> endpoint (off unless <see cref="MetricsConfig.Listen"/> is set).</summary>
+    public MetricsConfig Metrics { get; set; } = new();
+}
+
+public sealed class MetricsConfig
+{
+    /// <summary>
+    /// Loopback <c>HOST[:PORT]</c> to serve <c>http://HOST:PORT/metrics</c> on (port 9464 when left
+    /// out; 0 picks a free port); null: no metrics endpoint.
+    /// </summary>
+    public string? Listen { get; set; }
 }
 
 /// <summary>A listen address. Portals with the same group tag form one portal group (TPGT).</summary>

@@ -232,4 +232,7 @@ internal static partial class ControlLog
 
     [LoggerMessage(1904, LogLevel.Information, "Function {Function} removed with its {Targets} targets")]
     public static partial void FunctionRemoved(ILogger logger, string function, int targets);
+
+    [LoggerMessage(1905, LogLevel.Information, "Metrics at {Url}")]
+    public static partial void MetricsListening(ILogger logger, string url);
 }

@@ -113,9 +113,10 @@ public static class ControlProtocol
     {
         var function = Describe(functions, config, name);
         var devices = new JsonArray();
+        var counters = CountersOf(functions);
         foreach (var (device, stats) in functions.GetFunctionStats(name).OrderBy(p => p.Key, StringComparer.Ordinal))
         {
-            var s = StatsOf(stats);
+            var s = StatsOf(stats, counters.GetValueOrDefault((name, device)));
             s.Remove("name");
             var d = new JsonObject { ["device"] = device };
             foreach (var (key, value) in s.ToList())
@@ -287,11 +288,12 @@ public static class ControlProtocol
     private static JsonObject Stats(FunctionRegistry functions)
     {
         var devices = new JsonArray();
+        var counters = CountersOf(functions);
         foreach (var (device, snapshot) in functions.GetSnapshot().OrderBy(p => p.Key, StringComparer.Ordinal))
         {
             var list = new JsonArray();
             foreach (var f in snapshot.Functions)
-                list.Add(StatsOf(f));
+                list.Add(StatsOf(f, counters.GetValueOrDefault((f.Name, device))));
             devices.Add(new JsonObject
             {
                 ["device"] = device,
@@ -336,11 +338,16 @@ public static class ControlProtocol
         yield return ("latency_target_ms", level.LatencyTargetMs);
     }
 
-    private static JsonObject StatsOf(QosFunctionStats f) => new()
+    private static Dictionary<(string Function, string Device), IoCounters> CountersOf(FunctionRegistry functions) =>
+        functions.GetSources().Functions.ToDictionary(l => (l.Function, l.Device), l => l.Counters);
+
+    private static JsonObject StatsOf(QosFunctionStats f, IoCounters? counters) => new()
     {
         ["name"] = f.Name,
         ["completed_ios"] = f.CompletedIos,
         ["completed_bytes"] = f.CompletedBytes,
+        ["read_bytes"] = counters?.ReadBytes ?? 0,
+        ["written_bytes"] = counters?.WrittenBytes ?? 0,
         ["queue_depth"] = f.QueueDepth,
         ["outstanding"] = f.Outstanding,
         ["reservation_dispatches"] = f.ReservationDispatches,
@@ -351,6 +358,7 @@ public static class ControlProtocol
         ["hold_back_scale"] = f.HoldBackScale,
         ["p50_ms"] = f.Latency.P50.TotalMilliseconds,
         ["p99_ms"] = f.Latency.P99.TotalMilliseconds,
+        ["p999_ms"] = f.Latency.P999.TotalMilliseconds,
         ["max_ms"] = f.Latency.Max.TotalMilliseconds,
         ["window_p99_ms"] = f.WindowLatency.P99.TotalMilliseconds,
     };
