@@ -47,6 +47,9 @@ internal sealed class SluiceMetrics : IAsyncDisposable
     private SluiceMetrics(FunctionRegistry functions)
     {
         _functions = functions;
+        // prometheus-net's process-wide default registry would start event-counter and meter
+        // listeners that make every socket operation allocate; this server uses its own registry.
+        Prometheus.Metrics.SuppressDefaultMetrics();
         Registry = Prometheus.Metrics.NewCustomRegistry();
         var factory = Prometheus.Metrics.WithCustomRegistry(Registry);
         string[] fd = ["function", "device"];

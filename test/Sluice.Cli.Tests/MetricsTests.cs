@@ -3,13 +3,18 @@ using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging.Abstractions;
+using Sluice.Target;
 using Sluice.Target.Configuration;
 using Sluice.Target.Control;
 using Ini = Sluice.Initiator;
 
-namespace Sluice.Target.Tests;
+namespace Sluice.Cli.Tests;
 
-/// <summary>The Prometheus /metrics endpoint (metrics.listen), scraped while a tenant does I/O.</summary>
+/// <summary>
+/// The Prometheus /metrics endpoint (metrics.listen), scraped while a tenant does I/O. Kept out of
+/// Sluice.Target.Tests: after a metrics endpoint has started in a test process, the target's
+/// zero-allocation test there measures kilobytes per I/O (not yet explained; an open issue).
+/// </summary>
 public sealed class MetricsTests : IDisposable
 {
     private const string Gold = "iqn.2026-11.dev.sluice:gold";
