@@ -17,5 +17,12 @@ if (args.Length > 0 && args[0] == "target-alloc")
     return TargetAllocation.Run(args[1..]);
 }
 
+// `initiator-alloc [URL]`: bytes allocated per read and the allocating types, against a
+// `sluice serve` child process (or URL).
+if (args.Length > 0 && args[0] == "initiator-alloc")
+{
+    return InitiatorAlloc.Run(args[1..]);
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(CrcGbps).Assembly).Run(args);
 return 0;

@@ -13,7 +13,7 @@ namespace Sluice.Offload;
 /// Send: header and data go out together under one send lock, so PDUs never interleave.
 /// Lengths from the wire are checked before anything is read into memory (DESIGN.md).
 /// </summary>
-public sealed class PduTransport : IAsyncDisposable
+public sealed partial class PduTransport : IAsyncDisposable
 {
     /// <summary>Payloads at least this long that are not yet staged are received directly.</summary>
     private const int DirectThreshold = 2048;
@@ -33,6 +33,8 @@ public sealed class PduTransport : IAsyncDisposable
     private static readonly byte[] s_zeroPad = new byte[4];
     private int _disposed;
     private readonly bool _offload;
+    private bool _lastSegmentLarge;
+    private readonly Receiver _receiver;
 
     public PduTransport(Socket socket, int stagingBufferSize = 256 * 1024, OffloadMode mode = OffloadMode.Auto)
     {
@@ -40,6 +42,7 @@ public sealed class PduTransport : IAsyncDisposable
         _offload = mode == OffloadMode.Auto;
         _rx = GC.AllocateUninitializedArray<byte>(stagingBufferSize, pinned: true);
         _tx = GC.AllocateUninitializedArray<byte>(64 * 1024, pinned: true);
+        _receiver = new Receiver(this);
     }
 
     /// <summary>The header of the PDU most recently received.</summary>
@@ -87,7 +90,7 @@ public sealed class PduTransport : IAsyncDisposable
             }
         }
 
-        return ReceiveHeaderSlowAsync(cancellationToken);
+        return _receiver.StartHeader(cancellationToken);
     }
 
     /// <summary>
@@ -107,19 +110,6 @@ public sealed class PduTransport : IAsyncDisposable
     }
 
     private int HeaderBytes(byte totalAhsLength) => Bhs.Length + (totalAhsLength * 4) + (HeaderDigest ? 4 : 0);
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> ReceiveHeaderSlowAsync(CancellationToken cancellationToken)
-    {
-        if (!await FillAsync(Bhs.Length, allowCleanEof: true, cancellationToken).ConfigureAwait(false))
-        {
-            return false;
-        }
-
-        int needed = HeaderBytes(_rx[_rxStart + 4]);
-        await FillAsync(needed, allowCleanEof: false, cancellationToken).ConfigureAwait(false);
-        return await TakeHeader(needed).ConfigureAwait(false);
-    }
 
     private ValueTask<bool> TakeHeader(int needed)
     {
@@ -149,6 +139,7 @@ public sealed class PduTransport : IAsyncDisposable
     private ValueTask<bool> ValidateHeader()
     {
         int dsl = Header.DataSegmentLength;
+        _lastSegmentLarge = dsl >= LargeSegment;
         Counters.PduReceived(Bhs.Length + _ahsLength + dsl);
         if (dsl > MaxReceiveDataSegmentLength)
         {
@@ -184,7 +175,7 @@ public sealed class PduTransport : IAsyncDisposable
             return digest ? CheckDataDigest(staged[..(length + pad)], BinaryPrimitives.ReadUInt32LittleEndian(staged[(length + pad)..])) : ValueTask.CompletedTask;
         }
 
-        return ReceiveDataSlowAsync(destination, cancellationToken);
+        return _receiver.StartData(destination, cancellationToken);
     }
 
     private ValueTask CheckDataDigest(ReadOnlySpan<byte> dataAndPad, uint expected)
@@ -196,70 +187,6 @@ public sealed class PduTransport : IAsyncDisposable
 
         Counters.DataDigestError();
         return ValueTask.FromException(new DataDigestException());
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ReceiveDataSlowAsync(Memory<byte> destination, CancellationToken cancellationToken)
-    {
-        int length = destination.Length;
-        int staged = Math.Min(_rxEnd - _rxStart, length);
-        _rx.AsSpan(_rxStart, staged).CopyTo(destination.Span);
-        _rxStart += staged;
-        int remaining = length - staged;
-        if (remaining >= DirectThreshold && _offload)
-        {
-            // Fast path: the rest of the payload lands in its final buffer with no copy.
-            int received = staged;
-            while (received < length)
-            {
-                int n = await _socket.ReceiveAsync(destination[received..], SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                if (n == 0)
-                {
-                    throw new IscsiProtocolException("connection closed inside a data segment");
-                }
-
-                received += n;
-            }
-
-            Counters.Direct(remaining);
-        }
-        else if (remaining > 0)
-        {
-            while (remaining > 0)
-            {
-                await FillAsync(Math.Min(remaining, _rx.Length / 2), allowCleanEof: false, cancellationToken).ConfigureAwait(false);
-                int take = Math.Min(remaining, _rxEnd - _rxStart);
-                _rx.AsSpan(_rxStart, take).CopyTo(destination.Span[(length - remaining)..]);
-                _rxStart += take;
-                remaining -= take;
-            }
-
-            Counters.Staged(length);
-        }
-        else
-        {
-            Counters.Staged(length);
-        }
-
-        int pad = Padding(length);
-        bool digest = DataDigest && length > 0;
-        int trailer = pad + (digest ? 4 : 0);
-        if (trailer > 0)
-        {
-            await FillAsync(trailer, allowCleanEof: false, cancellationToken).ConfigureAwait(false);
-            var t = _rx.AsSpan(_rxStart, trailer);
-            _rxStart += trailer;
-            if (digest)
-            {
-                uint crc = Crc(0, destination.Span);
-                crc = Crc(crc, t[..pad]);
-                if (crc != BinaryPrimitives.ReadUInt32LittleEndian(t[pad..]))
-                {
-                    Counters.DataDigestError();
-                    throw new DataDigestException();
-                }
-            }
-        }
     }
 
     /// <summary>Reads and drops the current PDU's data segment and padding.</summary>
