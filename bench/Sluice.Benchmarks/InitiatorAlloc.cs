@@ -18,10 +18,18 @@ internal static class InitiatorAlloc
         using var server = args.Length == 0 ? ServeProcess.Start() : null;
         var url = IscsiUrl.Parse(args.Length > 0 ? args[0] : server!.Url);
         using var listener = new TickListener();
+        long bare = GC.GetTotalAllocatedBytes(precise: true);
+        Thread.Sleep(5000);
+        Console.WriteLine($"idle process, no session: {GC.GetTotalAllocatedBytes(precise: true) - bare} B in 5 s");
         var lun = IscsiLun.OpenAsync(url, new IscsiClientOptions { NopInterval = TimeSpan.Zero, QueueDepth = 40 }).GetAwaiter().GetResult();
         try
         {
-            foreach (var (size, depth, count) in new[] { (1 << 20, 8, 8000), (1 << 20, 8, 24000), (4096, 32, 200_000) })
+            listener.Enabled = true;
+            long idle = GC.GetTotalAllocatedBytes(precise: true);
+            Thread.Sleep(5000);
+            Console.WriteLine($"idle session: {GC.GetTotalAllocatedBytes(precise: true) - idle} B in 5 s");
+            listener.Enabled = false;
+            foreach (var (size, depth, count) in new[] { (1 << 20, 8, 2000), (4096, 32, 40_000) })
             {
                 var buffers = Enumerable.Range(0, depth).Select(_ => GC.AllocateUninitializedArray<byte>(size, pinned: true)).ToArray();
                 Loop(lun, buffers, 50 * depth);
