@@ -15,6 +15,8 @@ public sealed class TgtdFixture : IAsyncLifetime
     public const string PlainTarget = "iqn.2026-11.dev.sluice:init-plain";
     public const string ChapTarget = "iqn.2026-11.dev.sluice:init-chap";
     public const string MutualTarget = "iqn.2026-11.dev.sluice:init-mutual";
+    /// <summary>A target that accepts HeaderDigest and DataDigest = CRC32C (tgt offers None only by default).</summary>
+    public const string DigestTarget = "iqn.2026-11.dev.sluice:init-digest";
     public const string ChapUser = "sluiceuser";
     public const string ChapSecret = "sluicesecret1";
     public const string TargetUser = "tgtuser";
@@ -98,6 +100,9 @@ public sealed class TgtdFixture : IAsyncLifetime
         await AddTargetAsync(1, PlainTarget, DiskBytes);
         await AddTargetAsync(2, ChapTarget, 8L << 20);
         await AddTargetAsync(3, MutualTarget, 8L << 20);
+        await AddTargetAsync(4, DigestTarget, 8L << 20);
+        await TgtadmAsync("--op", "update", "--mode", "target", "--tid", "4", "--name", "HeaderDigest", "--value", "CRC32C,None");
+        await TgtadmAsync("--op", "update", "--mode", "target", "--tid", "4", "--name", "DataDigest", "--value", "CRC32C,None");
         await TgtadmAsync("--op", "new", "--mode", "account", "--user", ChapUser, "--password", ChapSecret);
         await TgtadmAsync("--op", "new", "--mode", "account", "--user", TargetUser, "--password", TargetSecret);
         await TgtadmAsync("--op", "bind", "--mode", "account", "--tid", "2", "--user", ChapUser);
