@@ -1,19 +1,12 @@
 using System.Net;
 using Sluice.Cli.Commands;
 using Sluice.Target.Configuration;
+using static Sluice.Cli.Tests.CliRun;
 
 namespace Sluice.Cli.Tests;
 
 public class CliTests
 {
-    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = await SluiceCli.RunAsync(args, output, error);
-        return (code, output.ToString(), error.ToString());
-    }
-
     [Fact]
     public async Task Help_Root_ListsServeAndExitsZero()
     {

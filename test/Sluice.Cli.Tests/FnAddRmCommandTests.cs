@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Target;
 using Sluice.Target.Configuration;
+using static Sluice.Cli.Tests.CliRun;
 
 namespace Sluice.Cli.Tests;
 
@@ -31,14 +32,6 @@ public sealed class FnAddRmCommandTests : IAsyncLifetime
             await _server.DisposeAsync();
         if (Directory.Exists(_dir))
             Directory.Delete(_dir, recursive: true);
-    }
-
-    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
-    {
-        using var output = new StringWriter();
-        using var error = new StringWriter();
-        int code = await SluiceCli.RunAsync(args, output, error);
-        return (code, output.ToString(), error.ToString());
     }
 
     [Fact]
