@@ -72,6 +72,15 @@ public sealed record IscsiClientOptions
     /// <summary>Largest number of commands outstanding in the session; more wait for a slot.</summary>
     public int QueueDepth { get; init; } = 128;
 
+    /// <summary>
+    /// Run the continuation of a command that completes normally on the connection's receive
+    /// loop instead of the thread pool: one thread hop less per command, as a C initiator's
+    /// callbacks run in its event loop (libiscsi). The awaiting code must not block (no
+    /// <c>.Result</c>, no synchronous I/O) and should not do long work, because the next PDU of
+    /// the session waits for it. Failures still complete on the thread pool.
+    /// </summary>
+    public bool InlineCompletions { get; init; }
+
     /// <summary>Reconnect attempts (session reinstatement) after the connection fails; zero disables recovery.</summary>
     public int ReconnectAttempts { get; init; } = 5;
 

@@ -30,12 +30,17 @@ public sealed partial class IscsiSession
                     uint itt;
                     uint cmdSN;
                     uint expStatSN;
+                    bool taken;
                     lock (_gate)
                     {
-                        if (!TryTakeWork(c, out control, out command, out itt, out cmdSN, out expStatSN))
-                        {
-                            break;
-                        }
+                        taken = TryTakeWork(c, out control, out command, out itt, out cmdSN, out expStatSN);
+                    }
+
+                    if (!taken)
+                    {
+                        // Queue empty: whatever was batched goes out now, in one socket call.
+                        await c.Transport.FlushAsync().ConfigureAwait(false);
+                        break;
                     }
 
                     ReadOnlyMemory<byte> data = default;
@@ -49,6 +54,11 @@ public sealed partial class IscsiSession
                         lun = command.Lun;
                         var h = BuildCommand(c, command, itt, cmdSN, expStatSN, out int immediate, out burstEnd);
                         burstStart = immediate;
+                        if (burstEnd == immediate && c.Transport.TryAppend(h, data.Span[..immediate]))
+                        {
+                            continue; // batched with the other commands ready now (sent when the queue runs dry)
+                        }
+
                         await c.Transport.SendAsync(h, data[..immediate]).ConfigureAwait(false);
                     }
                     else if (control.Kind == ControlKind.DataOut)
@@ -236,6 +246,11 @@ public sealed partial class IscsiSession
         {
             while (!c.Closed)
             {
+                if (c.SendDeferred && !t.PduStaged)
+                {
+                    WakeSender(c);
+                }
+
                 if (!await t.ReceiveHeaderAsync().ConfigureAwait(false))
                 {
                     throw new IscsiConnectionException("the target closed the connection");
@@ -272,6 +287,11 @@ public sealed partial class IscsiSession
 
                         if (length > 0)
                         {
+                            if (c.SendDeferred && t.StagedBytes < length)
+                            {
+                                WakeSender(c);
+                            }
+
                             if (task.DataInList is null)
                             {
                                 await t.ReceiveDataAsync(task.DataIn.Slice((int)offset, length)).ConfigureAwait(false);
@@ -284,7 +304,7 @@ public sealed partial class IscsiSession
 
                         if (hasStatus && TryClaim(task, itt))
                         {
-                            Succeed(task, new ScsiResult(PduFields.ScsiStatusByte(h), 0, Residual(h), (h.Flags & 0x02) != 0, (h.Flags & 0x04) != 0, null));
+                            Succeed(c, task, new ScsiResult(PduFields.ScsiStatusByte(h), 0, Residual(h), (h.Flags & 0x02) != 0, (h.Flags & 0x04) != 0, null));
                         }
 
                         break;
@@ -343,6 +363,17 @@ public sealed partial class IscsiSession
         {
             ConnectionFailed(c, e);
         }
+    }
+
+    /// <summary>
+    /// Before the receive loop waits for the socket: commands that continuations queued while it
+    /// handled the PDUs at hand go out now. The sender runs on this thread until it has sent them
+    /// (one socket call for the lot) or must wait itself, as in a C initiator's event loop.
+    /// </summary>
+    private static void WakeSender(Connection c)
+    {
+        c.SendDeferred = false;
+        c.Signal.Set(inline: true);
     }
 
     /// <summary>
@@ -486,7 +517,7 @@ public sealed partial class IscsiSession
         byte[]? senseCopy = response != 0 || status is not (ScsiStatus.Good or ScsiStatus.ConditionMet) ? sense.ToArray() : null;
         if (TryClaim(task, itt))
         {
-            Succeed(task, new ScsiResult(status, response, Residual(h), (h.Flags & 0x02) != 0, (h.Flags & 0x04) != 0, senseCopy));
+            Succeed(c, task, new ScsiResult(status, response, Residual(h), (h.Flags & 0x02) != 0, (h.Flags & 0x04) != 0, senseCopy));
         }
     }
 

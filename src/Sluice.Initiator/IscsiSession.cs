@@ -60,7 +60,7 @@ public sealed partial class IscsiSession : IAsyncDisposable
         _free = new Stack<ScsiTask>(options.QueueDepth);
         for (int i = options.QueueDepth - 1; i >= 0; i--)
         {
-            _tasks[i] = new ScsiTask(this, i);
+            _tasks[i] = new ScsiTask(this, i, options.InlineCompletions);
             _free.Push(_tasks[i]);
         }
     }
@@ -416,7 +416,21 @@ public sealed partial class IscsiSession : IAsyncDisposable
             conn = _conn;
         }
 
-        conn?.Signal.Set();
+        if (conn is not null)
+        {
+            if (ReferenceEquals(t_completing, conn))
+            {
+                // Submitted from a continuation running on this connection's receive loop: the loop
+                // wakes the sender once it has handled every PDU at hand, so the commands issued
+                // meanwhile go out together (see ReceiveLoopAsync).
+                conn.SendDeferred = true;
+            }
+            else
+            {
+                conn.Signal.Set();
+            }
+        }
+
         if (ct.CanBeCanceled)
         {
             task.Registration = ct.UnsafeRegister(static (s, token) =>
@@ -529,11 +543,35 @@ public sealed partial class IscsiSession : IAsyncDisposable
         task.SetException(reason);
     }
 
+    /// <summary>The connection whose receive loop is running a command's continuation on this thread (<see cref="IscsiClientOptions.InlineCompletions"/>).</summary>
+    [ThreadStatic]
+    private static Connection? t_completing;
+
     private static void Succeed(ScsiTask task, ScsiResult result)
     {
         task.Registration.Dispose();
         task.Registration = default;
         task.SetResult(result);
+    }
+
+    /// <summary>Completes a command from <paramref name="c"/>'s receive loop.</summary>
+    private static void Succeed(Connection c, ScsiTask task, ScsiResult result)
+    {
+        if (!task.InlineCompletions)
+        {
+            Succeed(task, result);
+            return;
+        }
+
+        t_completing = c;
+        try
+        {
+            Succeed(task, result);
+        }
+        finally
+        {
+            t_completing = null;
+        }
     }
 
     /// <summary>Claims a task for completion; false when someone else already completed it.</summary>
@@ -593,6 +631,9 @@ public sealed partial class IscsiSession : IAsyncDisposable
     {
         public PduTransport Transport { get; } = transport;
         public AsyncSignal Signal { get; } = new();
+
+        /// <summary>A command was queued by a continuation on the receive loop; the loop wakes the sender before it next waits.</summary>
+        public bool SendDeferred;
         public SessionParameters Parameters { get; set; } = new();
         public volatile bool Closed;
         public long LastReceive = now;

@@ -29,11 +29,15 @@ internal sealed class ScsiTask : IValueTaskSource<ScsiResult>, IValueTaskSource
 
     private ManualResetValueTaskSourceCore<ScsiResult> _core = new() { RunContinuationsAsynchronously = true };
 
-    public ScsiTask(IscsiSession session, int index)
+    public ScsiTask(IscsiSession session, int index, bool inlineCompletions = false)
     {
         Session = session;
         Index = index;
+        InlineCompletions = inlineCompletions;
     }
+
+    /// <summary>A successful completion runs the awaiter's continuation on the receive loop (<see cref="IscsiClientOptions.InlineCompletions"/>).</summary>
+    public bool InlineCompletions { get; }
 
     public IscsiSession Session { get; }
 
@@ -67,9 +71,19 @@ internal sealed class ScsiTask : IValueTaskSource<ScsiResult>, IValueTaskSource
 
     public void Reset() => _core.Reset();
 
-    public void SetResult(ScsiResult result) => _core.SetResult(result);
+    /// <summary>Completes the command; called by the receive loop outside every lock.</summary>
+    public void SetResult(ScsiResult result)
+    {
+        _core.RunContinuationsAsynchronously = !InlineCompletions;
+        _core.SetResult(result);
+    }
 
-    public void SetException(Exception exception) => _core.SetException(exception);
+    /// <summary>Fails the command; the continuation always runs on the thread pool (failures come from timers, cancellation and teardown).</summary>
+    public void SetException(Exception exception)
+    {
+        _core.RunContinuationsAsynchronously = true;
+        _core.SetException(exception);
+    }
 
     public ScsiResult GetResult(short token)
     {
@@ -119,7 +133,8 @@ internal sealed class ScsiTask : IValueTaskSource<ScsiResult>, IValueTaskSource
 /// <summary>
 /// A reusable wake-up for one waiter (the connection's send loop): <see cref="Set"/> from any
 /// thread, <see cref="WaitAsync"/> from the waiter. Allocation-free; continuations run on the
-/// thread pool so that a receive loop that sets it never ends up sending.
+/// thread pool, unless the caller asks to run the waiter itself (the receive loop waking the
+/// sender right before it waits for the socket).
 /// </summary>
 internal sealed class AsyncSignal : IValueTaskSource
 {
@@ -130,7 +145,8 @@ internal sealed class AsyncSignal : IValueTaskSource
     private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
     private int _state;
 
-    public void Set()
+    /// <summary>Wakes the waiter; with <paramref name="inline"/> its continuation runs on this thread before Set returns.</summary>
+    public void Set(bool inline = false)
     {
         while (true)
         {
@@ -149,6 +165,7 @@ internal sealed class AsyncSignal : IValueTaskSource
             }
             else if (Interlocked.CompareExchange(ref _state, Idle, Waiting) == Waiting)
             {
+                _core.RunContinuationsAsynchronously = !inline;
                 _core.SetResult(true);
                 return;
             }

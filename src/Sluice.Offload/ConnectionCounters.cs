@@ -13,6 +13,7 @@ public sealed class ConnectionCounters
     private long _stagedBytes;
     private long _headerDigestErrors;
     private long _dataDigestErrors;
+    private long _sendCalls;
 
     public long PdusReceived => Volatile.Read(ref _pdusReceived);
     public long PdusSent => Volatile.Read(ref _pdusSent);
@@ -29,6 +30,9 @@ public sealed class ConnectionCounters
     public long HeaderDigestErrors => Volatile.Read(ref _headerDigestErrors);
     public long DataDigestErrors => Volatile.Read(ref _dataDigestErrors);
 
+    /// <summary>Socket send calls: fewer than <see cref="PdusSent"/> when PDUs were batched (PduTransport.TryAppend).</summary>
+    public long SendCalls => Volatile.Read(ref _sendCalls);
+
     internal void PduReceived(int bytes)
     {
         _pdusReceived++;
@@ -40,6 +44,8 @@ public sealed class ConnectionCounters
         Interlocked.Increment(ref _pdusSent);
         Interlocked.Add(ref _bytesSent, bytes);
     }
+
+    internal void SendCall() => Interlocked.Increment(ref _sendCalls);
 
     internal void Direct(int bytes)
     {

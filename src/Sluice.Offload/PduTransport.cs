@@ -35,6 +35,8 @@ public sealed partial class PduTransport : IAsyncDisposable
     private readonly bool _offload;
     private bool _lastSegmentLarge;
     private readonly Receiver _receiver;
+    private byte[]? _batch;
+    private int _batchLength;
 
     public PduTransport(Socket socket, int stagingBufferSize = 256 * 1024, OffloadMode mode = OffloadMode.Auto)
     {
@@ -43,6 +45,30 @@ public sealed partial class PduTransport : IAsyncDisposable
         _rx = GC.AllocateUninitializedArray<byte>(stagingBufferSize, pinned: true);
         _tx = GC.AllocateUninitializedArray<byte>(64 * 1024, pinned: true);
         _receiver = new Receiver(this);
+    }
+
+    /// <summary>Received bytes not yet consumed (the next PDU or part of it).</summary>
+    public int StagedBytes => _rxEnd - _rxStart;
+
+    /// <summary>
+    /// The whole next PDU (header, data segment, padding, digests) is already received: reading it
+    /// will not wait for the socket.
+    /// </summary>
+    public bool PduStaged
+    {
+        get
+        {
+            int staged = _rxEnd - _rxStart;
+            if (staged < Bhs.Length)
+            {
+                return false;
+            }
+
+            var raw = _rx.AsSpan(_rxStart);
+            int dsl = (raw[5] << 16) | (raw[6] << 8) | raw[7];
+            int data = dsl == 0 ? 0 : dsl + Padding(dsl) + (DataDigest ? 4 : 0);
+            return staged >= (long)HeaderBytes(raw[4]) + data;
+        }
     }
 
     /// <summary>The header of the PDU most recently received.</summary>
@@ -279,6 +305,11 @@ public sealed partial class PduTransport : IAsyncDisposable
         await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            if (_batchLength > 0)
+            {
+                await SendBatchLockedAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             stamp.Stamp(ref header, data.Span);
             header.CopyTo(_tx);
             if (HeaderDigest)
@@ -302,6 +333,7 @@ public sealed partial class PduTransport : IAsyncDisposable
                     _gather[0] = new ArraySegment<byte>(_tx, 0, headerBytes);
                     _gather[1] = segment;
                     _gather[2] = trailerSegment;
+                    Counters.SendCall();
                     int sent = await _socket.SendAsync(_gather, SocketFlags.None).ConfigureAwait(false);
                     if (sent < total)
                     {
@@ -322,6 +354,69 @@ public sealed partial class PduTransport : IAsyncDisposable
         {
             _sendLock.Release();
         }
+    }
+
+    /// <summary>
+    /// Appends one small PDU (header, data, padding, digests) to the pending batch instead of
+    /// sending it, for a connection with a single writer that has several PDUs ready at once (an
+    /// initiator's send loop with a queue of commands): the batch goes out in one socket call on
+    /// <see cref="FlushAsync"/> or ahead of the next <see cref="SendAsync(Bhs, ReadOnlyMemory{byte}, CancellationToken)"/>,
+    /// in order. False when the PDU does not fit; nothing is appended then.
+    /// </summary>
+    public bool TryAppend(Bhs header, ReadOnlySpan<byte> data)
+    {
+        int pad = Padding(data.Length);
+        int headerBytes = Bhs.Length + (HeaderDigest ? 4 : 0);
+        int trailer = data.Length == 0 ? 0 : pad + (DataDigest ? 4 : 0);
+        int total = headerBytes + data.Length + trailer;
+        _batch ??= GC.AllocateUninitializedArray<byte>(64 * 1024, pinned: true);
+        if (_batchLength + total > _batch.Length)
+        {
+            return false;
+        }
+
+        header.DataSegmentLength = data.Length;
+        var into = _batch.AsSpan(_batchLength, total);
+        header.CopyTo(into);
+        if (HeaderDigest)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(into[Bhs.Length..], Crc(0, into[..Bhs.Length]));
+        }
+
+        data.CopyTo(into[headerBytes..]);
+        uint dataDigest = DataDigest && data.Length > 0 ? Crc(Crc(0, data), s_zeroPad.AsSpan(0, pad)) : 0;
+        WriteTrailer(into.Slice(headerBytes + data.Length, trailer), pad, dataDigest);
+        _batchLength += total;
+        Counters.PduSent(total);
+        return true;
+    }
+
+    /// <summary>Bytes appended by <see cref="TryAppend"/> and not yet sent.</summary>
+    public int PendingBytes => _batchLength;
+
+    /// <summary>Sends the PDUs appended by <see cref="TryAppend"/>, if any, in one socket call.</summary>
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) =>
+        _batchLength == 0 ? ValueTask.CompletedTask : FlushCoreAsync(cancellationToken);
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FlushCoreAsync(CancellationToken cancellationToken)
+    {
+        await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await SendBatchLockedAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    private ValueTask SendBatchLockedAsync(CancellationToken cancellationToken)
+    {
+        int length = _batchLength;
+        _batchLength = 0;
+        return length == 0 ? ValueTask.CompletedTask : SendAllAsync(_batch.AsMemory(0, length), cancellationToken);
     }
 
     private void WriteTrailer(Span<byte> trailer, int pad, uint dataDigest)
@@ -367,6 +462,7 @@ public sealed partial class PduTransport : IAsyncDisposable
     {
         while (!buffer.IsEmpty)
         {
+            Counters.SendCall();
             int n = await _socket.SendAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
             buffer = buffer[n..];
         }

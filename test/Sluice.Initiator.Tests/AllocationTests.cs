@@ -23,11 +23,14 @@ public sealed class AllocationTests(ServeProcessFixture serve, TgtdFixture tgt) 
     private const int Windows = 3;
 
     [SkippableTheory]
-    [InlineData("sluice", 1 << 20, 8, 240, 32.0)]
-    [InlineData("sluice", 4096, 32, 8000, 2.0)]
-    [InlineData("tgtd", 1 << 20, 8, 240, 32.0)]
-    [InlineData("tgtd", 4096, 32, 8000, 2.0)]
-    public async Task Read_SteadyState_AllocatesNothingPerIo(string target, int size, int depth, int perWindow, double budget)
+    [InlineData("sluice", 1 << 20, 8, 240, 32.0, false)]
+    [InlineData("sluice", 4096, 32, 8000, 2.0, false)]
+    [InlineData("sluice", 4096, 32, 8000, 2.0, true)]
+    [InlineData("tgtd", 1 << 20, 8, 240, 32.0, false)]
+    [InlineData("tgtd", 1 << 20, 8, 240, 32.0, true)]
+    [InlineData("tgtd", 4096, 32, 8000, 2.0, false)]
+    [InlineData("tgtd", 4096, 32, 8000, 2.0, true)]
+    public async Task Read_SteadyState_AllocatesNothingPerIo(string target, int size, int depth, int perWindow, double budget, bool inline)
     {
         IscsiUrl url;
         if (target == "tgtd")
@@ -40,7 +43,7 @@ public sealed class AllocationTests(ServeProcessFixture serve, TgtdFixture tgt) 
             url = serve.Url;
         }
 
-        await using var lun = await IscsiLun.OpenAsync(url, new IscsiClientOptions { NopInterval = TimeSpan.Zero, QueueDepth = depth + 8 });
+        await using var lun = await IscsiLun.OpenAsync(url, new IscsiClientOptions { NopInterval = TimeSpan.Zero, QueueDepth = depth + 8, InlineCompletions = inline });
         var buffers = Enumerable.Range(0, depth).Select(_ => GC.AllocateUninitializedArray<byte>(size, pinned: true)).ToArray();
         var workers = new ValueTask[depth];
 

@@ -210,6 +210,8 @@ internal static class BenchCommand
                     HeaderDigest = digest,
                     DataDigest = digest,
                     Offload = offload,
+                    // Workers only time and count each I/O before issuing the next: run that on the receive loop.
+                    InlineCompletions = true,
                 };
                 if (spec.Initiator is { } iqn)
                 {
