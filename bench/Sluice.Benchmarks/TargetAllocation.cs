@@ -29,7 +29,8 @@ public sealed class InProcessTarget : IAsyncDisposable
 
     public IPEndPoint Endpoint => _server.LocalEndpoints[0];
 
-    public static async Task<InProcessTarget> StartAsync()
+    /// <param name="metrics">Also serve the Prometheus endpoint on a free loopback port (it must not make the I/O path allocate).</param>
+    public static async Task<InProcessTarget> StartAsync(bool metrics = false)
     {
         string dir = Directory.CreateTempSubdirectory("sluice-alloc-").FullName;
         var config = new ServerConfig
@@ -38,6 +39,11 @@ public sealed class InProcessTarget : IAsyncDisposable
             Portals = [new PortalConfig { Host = "127.0.0.1", Port = 0 }],
             Targets = [new TargetConfig { Name = Iqn, Luns = [new LunConfig { Number = 0, Backend = "memory:64MiB" }] }],
         };
+        if (metrics)
+        {
+            config.Metrics = new MetricsConfig { Listen = "127.0.0.1:0" };
+        }
+
         var server = new TargetServer(config, NullLoggerFactory.Instance);
         await server.StartAsync().ConfigureAwait(false);
         return new InProcessTarget(dir, server);
@@ -94,20 +100,23 @@ public class TargetAllocationBenchmarks
 }
 
 /// <summary>
-/// `target-alloc [count]`: the same measurement without BenchmarkDotNet, printing bytes per I/O
-/// and (from the runtime's AllocationTick events, one per ~100 KB) which types were allocated.
+/// `target-alloc [count] [--metrics]`: the same measurement without BenchmarkDotNet, printing bytes per I/O
+/// and (from the runtime's AllocationTick events, one per ~100 KB) which types were allocated;
+/// with <c>--metrics</c> the target serves its Prometheus endpoint meanwhile.
 /// </summary>
 internal static class TargetAllocation
 {
     public static int Run(string[] args)
     {
+        bool metrics = args.Contains("--metrics");
+        args = [.. args.Where(a => a != "--metrics")];
         int count = args.Length > 0 ? int.Parse(args[0], System.Globalization.CultureInfo.InvariantCulture) : 50000;
-        return RunAsync(count).GetAwaiter().GetResult();
+        return RunAsync(count, metrics).GetAwaiter().GetResult();
     }
 
-    private static async Task<int> RunAsync(int count)
+    private static async Task<int> RunAsync(int count, bool metrics)
     {
-        await using var target = await InProcessTarget.StartAsync();
+        await using var target = await InProcessTarget.StartAsync(metrics);
         await using var client = await target.ConnectWarmAsync();
         using var ticks = new AllocationTicks();
         foreach (bool write in new[] { false, true })

@@ -22,9 +22,11 @@ public sealed class ZeroAllocationTests
     private const int Ios = 10000;
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task SteadyState4KiBRandomIo_AllocatesNothingPerIo(bool write)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public async Task SteadyState4KiBRandomIo_AllocatesNothingPerIo(bool write, bool metrics)
     {
         string dir = Directory.CreateTempSubdirectory("sluice-alloc-tests").FullName;
         var config = new ServerConfig
@@ -32,11 +34,14 @@ public sealed class ZeroAllocationTests
             DataDir = dir,
             Portals = [new PortalConfig { Host = "127.0.0.1", Port = 0 }],
             Targets = [new TargetConfig { Name = Iqn, Luns = [new LunConfig { Number = 0, Backend = "memory:64MiB" }] }],
+            // The Prometheus endpoint (prometheus-net) must not put listeners on the I/O path.
+            Metrics = new MetricsConfig { Listen = metrics ? "127.0.0.1:0" : null },
         };
         try
         {
             await using var server = new TargetServer(config, NullLoggerFactory.Instance);
             await server.StartAsync();
+            Assert.Equal(metrics, server.MetricsEndpoint is not null);
             await using var client = await LoopbackIoClient.ConnectAsync(server.LocalEndpoints[0], Iqn);
 
             // Warm up: every block written (the memory LUN allocates a chunk on first write),
