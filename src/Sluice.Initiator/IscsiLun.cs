@@ -353,6 +353,36 @@ public sealed class IscsiLun : IAsyncDisposable
         return capacity;
     }
 
+    /// <summary>
+    /// GET LBA STATUS (SBC-3 §5.7): the provisioning status of the blocks from <paramref name="lba"/> on,
+    /// as the target reports them (the first descriptor starts at <paramref name="lba"/>; the list may end
+    /// before the unit does). At most <paramref name="maxDescriptors"/> descriptors are asked for.
+    /// </summary>
+    public async Task<IReadOnlyList<LbaStatus>> GetLbaStatusAsync(long lba, int maxDescriptors = 64, CancellationToken cancellationToken = default)
+    {
+        EnsureCapacityKnown();
+        CheckBlocks(lba, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxDescriptors, 1);
+        var buffer = new byte[8 + (16 * Math.Min(maxDescriptors, 4096))];
+        var cdb = new byte[16];
+        cdb[0] = Cdbs.ServiceActionIn16;
+        cdb[1] = 0x12; // GET LBA STATUS
+        BinaryPrimitives.WriteUInt64BigEndian(cdb.AsSpan(2), (ulong)lba);
+        BinaryPrimitives.WriteUInt32BigEndian(cdb.AsSpan(10), (uint)buffer.Length);
+        var r = await RunAsync(cdb, default, buffer, cancellationToken).ConfigureAwait(false);
+        int got = buffer.Length - (r.Underflow ? r.ResidualCount : 0);
+        // PARAMETER DATA LENGTH counts the bytes after itself (SBC-3 §5.7.3).
+        int length = (int)Math.Min(BinaryPrimitives.ReadUInt32BigEndian(buffer) + 4L, Math.Min(got, buffer.Length));
+        var list = new List<LbaStatus>();
+        for (int o = 8; o + 16 <= length; o += 16)
+        {
+            list.Add(new LbaStatus((long)BinaryPrimitives.ReadUInt64BigEndian(buffer.AsSpan(o)),
+                BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(o + 8)), buffer[o + 12] & 0x0f));
+        }
+
+        return list;
+    }
+
     /// <summary>Standard INQUIRY (SPC-4 §6.6).</summary>
     public async Task<StandardInquiry> InquiryAsync(CancellationToken cancellationToken = default)
     {

@@ -8,6 +8,16 @@ namespace Sluice.Initiator;
 /// <param name="Blocks">Number of blocks.</param>
 public readonly record struct BlockRange(long Lba, long Blocks);
 
+/// <summary>One LBA status descriptor of GET LBA STATUS (SBC-3 §5.7.3).</summary>
+/// <param name="Lba">First block the descriptor covers.</param>
+/// <param name="Blocks">Number of blocks it covers.</param>
+/// <param name="ProvisioningStatus">0 mapped, 1 deallocated, 2 anchored.</param>
+public readonly record struct LbaStatus(long Lba, long Blocks, int ProvisioningStatus)
+{
+    /// <summary>PROVISIONING STATUS 1: deallocated (reads zeros when the unit reports LBPRZ).</summary>
+    public bool Deallocated => ProvisioningStatus == 1;
+}
+
 /// <summary>READ CAPACITY data (SBC-3 §5.15, §5.16).</summary>
 /// <param name="BlockCount">Number of logical blocks.</param>
 /// <param name="BlockSize">Logical block length in bytes.</param>

@@ -34,6 +34,12 @@ internal static class InqCommand
         var r = await session.ExecuteAsync(lunNumber, new byte[] { 0x12, 0, 0, 0, 255, 0 }, default, raw, ct);
         r.ThrowIfError(0x12);
         var inq = StandardInquiry.Parse(raw);
+        if (inq.PeripheralQualifier == 3)
+        {
+            // SPC-4 §6.6.2: the target can't have a logical unit at this LUN.
+            throw new IOException($"{url}: {await ClientLun.NoSuchLunAsync(session, ct)}");
+        }
+
         await o.WriteLineAsync("Standard INQUIRY:");
         await o.WriteLineAsync(Inv($"  Peripheral:    qualifier {inq.PeripheralQualifier}, type 0x{inq.DeviceType:x2} ({StandardInquiry.DescribeDeviceType(inq.DeviceType)})"));
         await o.WriteLineAsync(Inv($"  Vendor:        {inq.Vendor}"));
