@@ -39,6 +39,10 @@ public static class IscsiDiscovery
             var login = new LoginNegotiation(transport, options, null, NewIsid(), 0, options.ChapUser, options.ChapSecret, 1);
             var outcome = await login.RunAsync(ct).ConfigureAwait(false);
             transport.MaxReceiveDataSegmentLength = options.MaxRecvDataSegmentLength;
+            // A discovery session negotiates digests like any other (RFC 7143 §13.1); they cover
+            // every PDU after the final Login Response.
+            transport.HeaderDigest = outcome.Parameters.HeaderDigestCrc32C;
+            transport.DataDigest = outcome.Parameters.DataDigestCrc32C;
             uint cmdSN = outcome.ExpCmdSN;
             uint expStatSN = outcome.ExpStatSN;
             var accumulator = new TextAccumulator(1024 * 1024) { AllowDuplicateKeys = true };

@@ -424,8 +424,9 @@ public sealed partial class IscsiSession
 
     /// <summary>
     /// Places one Data-In segment across a scatter-gather list. PduTransport consumes the padding
-    /// of each piece it receives, so pieces go straight in only when every piece but the last is a
-    /// multiple of 4 bytes; otherwise the segment is staged and copied.
+    /// (and, with DataDigest, checks a digest) at the end of each piece it receives, so pieces go
+    /// straight in only when every piece but the last is a multiple of 4 bytes and no data digest
+    /// is in force, or when the segment lands in one piece; otherwise it is staged and copied.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private static async ValueTask ReceiveIntoListAsync(Connection c, IReadOnlyList<Memory<byte>> list, int offset, int length)
@@ -444,7 +445,7 @@ public sealed partial class IscsiSession
         {
             int take = Math.Min(list[i].Length - s, remaining);
             remaining -= take;
-            if (remaining > 0 && (take & 3) != 0)
+            if (remaining > 0 && ((take & 3) != 0 || c.Transport.DataDigest))
             {
                 direct = false;
                 break;

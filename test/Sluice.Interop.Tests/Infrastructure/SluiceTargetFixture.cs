@@ -1,8 +1,9 @@
 namespace Sluice.Interop.Tests.Infrastructure;
 
 /// <summary>
-/// Runs `dotnet sluice.dll serve` (from this test's output directory) three times: the plain
-/// target, a CHAP target and a mutual-CHAP target, each on its own free loopback port.
+/// Runs `dotnet sluice.dll serve` (from this test's output directory) four times: the plain
+/// target, a CHAP target, a mutual-CHAP target and a 1 GiB thin `file:` LUN in /dev/shm, each on
+/// its own free loopback port.
 /// Until the target works, a server that does not start skips the tests, unless
 /// SLUICE_TARGET_REQUIRED=1, when it fails them.
 /// </summary>
@@ -28,6 +29,8 @@ public sealed class SluiceTargetFixture : TargetFixture
             Chap = await StartAsync("iqn.2026-11.dev.sluice:interop-chap", "memory:8MiB", ["--chap", $"{ChapUser}:{ChapSecret}"]);
             MutualChap = await StartAsync("iqn.2026-11.dev.sluice:interop-mutual", "memory:8MiB",
                 ["--chap", $"{ChapUser}:{ChapSecret}", "--mutual-chap", $"{MutualUser}:{MutualSecret}"]);
+            ThinBackingFile = $"/dev/shm/sluice-interop-thin-{Environment.ProcessId}-{Guid.NewGuid():N}.img";
+            Thin = await StartAsync("iqn.2026-11.dev.sluice:interop-thin", $"file:{ThinBackingFile}:1GiB", []);
         }
         catch (InvalidOperationException e) when (!Required("SLUICE_TARGET_REQUIRED"))
         {
@@ -79,6 +82,8 @@ public sealed class SluiceTargetFixture : TargetFixture
         foreach (var server in _servers)
             await server.DisposeAsync();
         _servers.Clear();
+        if (ThinBackingFile.Length > 0)
+            File.Delete(ThinBackingFile);
         try
         {
             Directory.Delete(_dataDir, recursive: true);

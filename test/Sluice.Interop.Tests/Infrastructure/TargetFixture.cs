@@ -21,8 +21,10 @@ internal sealed record TargetEndpoint(string Host, int Port, string Iqn, int Lun
 }
 
 /// <summary>
-/// A target under test with three targets: a plain 128 MiB disk, one that requires CHAP from
-/// the initiator, and one with mutual CHAP. Derived fixtures start sluice or tgtd and stop it.
+/// A target under test with four targets: a plain 128 MiB disk, one that requires CHAP from
+/// the initiator, one with mutual CHAP (all three also accept CRC32C digests), and a 1 GiB thin
+/// disk backed by a sparse file in /dev/shm (UNMAP punches holes, unmapped blocks read zeros).
+/// Derived fixtures start sluice or tgtd and stop it.
 /// </summary>
 public abstract class TargetFixture : IAsyncLifetime
 {
@@ -32,6 +34,7 @@ public abstract class TargetFixture : IAsyncLifetime
     public const string MutualUser = "sluice-target";
     public const string MutualSecret = "target-secret-2";
     public const long MainLunBytes = 128L * 1024 * 1024;
+    public const long ThinLunBytes = 1L << 30;
 
     /// <summary>"sluice" or "tgt", for messages.</summary>
     public abstract string Kind { get; }
@@ -42,6 +45,10 @@ public abstract class TargetFixture : IAsyncLifetime
     internal TargetEndpoint Main { get; set; } = new("127.0.0.1", 0, "", 0);
     internal TargetEndpoint Chap { get; set; } = new("127.0.0.1", 0, "", 0);
     internal TargetEndpoint MutualChap { get; set; } = new("127.0.0.1", 0, "", 0);
+    internal TargetEndpoint Thin { get; set; } = new("127.0.0.1", 0, "", 0);
+
+    /// <summary>The sparse file behind <see cref="Thin"/>, to measure what the target allocated.</summary>
+    public string ThinBackingFile { get; protected set; } = "";
 
     /// <summary>The server's output so far, for assertion messages.</summary>
     public abstract string ServerLog { get; }
