@@ -1,6 +1,7 @@
 using System.Globalization;
 using Sluice.Initiator;
 using Sluice.Interop.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace Sluice.Interop.Tests;
 
@@ -10,10 +11,11 @@ namespace Sluice.Interop.Tests;
 /// the copy that comes back, which is byte-identical; digests and CHAP; a LUN without LBPRZ gets
 /// its zeros written; errors are one line with a non-zero exit.
 /// </summary>
-public abstract class CpTests<TFixture>(TFixture target) : IDisposable where TFixture : TargetFixture
+public abstract class CpTests<TFixture>(TFixture target, ITestOutputHelper output) : IDisposable where TFixture : TargetFixture
 {
     private static readonly TimeSpan CpTimeout = TimeSpan.FromSeconds(120);
     private readonly string _dir = Directory.CreateTempSubdirectory("sluice-cp-").FullName;
+    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
     private readonly string _shm = Path.Combine("/dev/shm", $"sluice-cp-{Environment.ProcessId}-{Guid.NewGuid():N}");
 
     protected TFixture Target { get; } = target;
@@ -38,6 +40,8 @@ public abstract class CpTests<TFixture>(TFixture target) : IDisposable where TFi
         return Path.Combine(_dir, name);
     }
 
+    private void Step(string what) => output.WriteLine($"{_clock.Elapsed.TotalSeconds,6:0.00}s {what}");
+
     private void SkipUnlessUp() => Skip.If(Target.SkipReason is not null, Target.SkipReason);
 
     private static Task<ToolResult> Sluice(params string[] args) =>
@@ -54,6 +58,7 @@ public abstract class CpTests<TFixture>(TFixture target) : IDisposable where TFi
         string back = Scratch("back.raw");
         long data = SparseImage.Create(image, TargetFixture.ThinLunBytes, seed: Target.Kind.Length, out long zerosWritten);
         Assert.InRange(data, TargetFixture.ThinLunBytes / 5, TargetFixture.ThinLunBytes / 3); // ~25% data
+        Step($"image: {data >> 20} MiB of data, {zerosWritten >> 20} MiB of written zeros");
 
         // Stale data on the LUN where the image has holes must not survive the copy.
         await using (var lun = await IscsiLun.OpenAsync(IscsiUrl.Parse(Target.Thin.Url())))
@@ -65,6 +70,7 @@ public abstract class CpTests<TFixture>(TFixture target) : IDisposable where TFi
         }
 
         var into = await Sluice("cp", image, Target.Thin.Url());
+        Step("cp into the LUN: " + into.StdOut.Trim());
         AssertSucceeded(into);
         Assert.Contains("zero runs unmapped", into.StdOut, StringComparison.Ordinal);
         AssertProgressLine(into.StdErr, "1.0 GiB");
@@ -76,11 +82,13 @@ public abstract class CpTests<TFixture>(TFixture target) : IDisposable where TFi
         Assert.True(allocated >= data - (1L << 20), $"backing file {allocated} bytes allocated, less than the {data} bytes of data");
 
         var outOf = await Sluice("cp", Target.Thin.Url(), back);
+        Step("cp out of the LUN: " + outOf.StdOut.Trim());
         AssertSucceeded(outOf);
         Assert.Contains("holes found by GET LBA STATUS: yes", outOf.StdOut, StringComparison.Ordinal);
         AssertProgressLine(outOf.StdErr, "1.0 GiB");
         Assert.Equal(TargetFixture.ThinLunBytes, new FileInfo(back).Length);
         AssertSameBytes(image, back);
+        Step("compared");
         long backAllocated = AllocatedBytes(back);
         Assert.True(backAllocated <= data + (16L << 20), $"the copy out has {backAllocated >> 20} MiB allocated for {data >> 20} MiB of data\n{outOf}");
     }
@@ -229,6 +237,10 @@ internal static class SparseImage
         using var f = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1);
         f.SetLength(size);
         var buffer = new byte[slot];
+        // Extents copy from a random pool at random offsets: distinct contents without generating 256 MiB.
+        var pool = new byte[2 * slot];
+        rng.NextBytes(pool);
+        pool.AsSpan().Replace((byte)0, (byte)1); // every data byte non-zero: exact accounting
         for (long start = 0; start < size; start += slot)
         {
             long room = Math.Min(slot, size - start);
@@ -240,10 +252,8 @@ internal static class SparseImage
                 long at = start + (rng.NextInt64(0, ((room - length) / 4096) + 1) * 4096);
                 if (rng.Next(4) == 0 && length > 8192)
                     length -= rng.Next(1, 4096);
-                rng.NextBytes(buffer.AsSpan(0, length));
-                buffer.AsSpan(0, length).Replace((byte)0, (byte)1); // every data byte non-zero: exact accounting
                 f.Position = at;
-                f.Write(buffer, 0, length);
+                f.Write(pool, rng.Next(0, pool.Length - length + 1), length);
                 data += length;
             }
             else if (pick < 0.55 && room >= 1 << 20)
@@ -269,7 +279,7 @@ internal static class SparseImage
 }
 
 [Collection(TgtCollection.Name)]
-public sealed class TgtCpTests(TgtTargetFixture target) : CpTests<TgtTargetFixture>(target);
+public sealed class TgtCpTests(TgtTargetFixture target, ITestOutputHelper output) : CpTests<TgtTargetFixture>(target, output);
 
 [Collection(SluiceCollection.Name)]
-public sealed class SluiceCpTests(SluiceTargetFixture target) : CpTests<SluiceTargetFixture>(target);
+public sealed class SluiceCpTests(SluiceTargetFixture target, ITestOutputHelper output) : CpTests<SluiceTargetFixture>(target, output);

@@ -22,7 +22,7 @@ internal sealed record TargetEndpoint(string Host, int Port, string Iqn, int Lun
 
 /// <summary>
 /// A target under test with four targets: a plain 128 MiB disk, one that requires CHAP from
-/// the initiator, one with mutual CHAP (all three also accept CRC32C digests), and a 1 GiB thin
+/// the initiator, one with mutual CHAP (these two and the thin one accept CRC32C digests), and a 1 GiB thin
 /// disk backed by a sparse file in /dev/shm (UNMAP punches holes, unmapped blocks read zeros).
 /// Derived fixtures start sluice or tgtd and stop it.
 /// </summary>

@@ -8,7 +8,8 @@ namespace Sluice.Interop.Tests.Infrastructure;
 /// a system tgtd: one with the plain target, one with the CHAP and mutual-CHAP targets (so
 /// discovery of the plain portal lists nothing that needs credentials, as with sluice).
 /// Disks are files in /dev/shm; tgt puts a controller at LUN 0, so the disks are LUN 1. tgt offers
-/// HeaderDigest/DataDigest None only unless told: every target here is set to "CRC32C,None". The
+/// HeaderDigest/DataDigest None only unless told: every target here but the main one is set to
+/// "CRC32C,None". The
 /// thin disk has thin_provisioning=1 (UNMAP punches holes, LBPRZ, GET LBA STATUS from SEEK_DATA).
 /// </summary>
 public sealed class TgtTargetFixture : TargetFixture
@@ -31,7 +32,8 @@ public sealed class TgtTargetFixture : TargetFixture
 
         var plain = await TgtDaemon.StartAsync();
         _daemons.Add(plain);
-        Main = await plain.AddTargetAsync(1, "iqn.2026-11.dev.sluice:interop", MainLunBytes);
+        // The main target keeps tgt's default (digests None): MalformedInputTests know how tgt answers there.
+        Main = await plain.AddTargetAsync(1, "iqn.2026-11.dev.sluice:interop", MainLunBytes, digests: false);
         Thin = await plain.AddTargetAsync(2, "iqn.2026-11.dev.sluice:interop-thin", ThinLunBytes, thin: true);
         ThinBackingFile = plain.FileOf(2);
 
@@ -93,7 +95,7 @@ public sealed class TgtTargetFixture : TargetFixture
 
         public string FileOf(int tid) => $"/dev/shm/sluice-interop-{_control}-{tid}.img";
 
-        public async Task<TargetEndpoint> AddTargetAsync(int tid, string iqn, long size, bool thin = false)
+        public async Task<TargetEndpoint> AddTargetAsync(int tid, string iqn, long size, bool thin = false, bool digests = true)
         {
             string file = FileOf(tid);
             _files.Add(file);
@@ -104,8 +106,11 @@ public sealed class TgtTargetFixture : TargetFixture
             await Must("--op", "new", "--mode", "logicalunit", "--tid", Inv(tid), "--lun", "1", "-b", file);
             if (thin)
                 await Must("--op", "update", "--mode", "logicalunit", "--tid", Inv(tid), "--lun", "1", "--params", "thin_provisioning=1");
-            foreach (string digest in new[] { "HeaderDigest", "DataDigest" })
-                await Must("--op", "update", "--mode", "target", "--tid", Inv(tid), "--name", digest, "--value", "CRC32C,None");
+            if (digests)
+            {
+                foreach (string digest in new[] { "HeaderDigest", "DataDigest" })
+                    await Must("--op", "update", "--mode", "target", "--tid", Inv(tid), "--name", digest, "--value", "CRC32C,None");
+            }
             await Must("--op", "bind", "--mode", "target", "--tid", Inv(tid), "-I", "ALL");
             return new TargetEndpoint("127.0.0.1", _port, iqn, 1);
         }
