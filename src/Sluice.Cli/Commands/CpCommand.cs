@@ -688,11 +688,14 @@ internal sealed class CpProgress
         _total = total;
         _label = label;
         _live = live;
+        _lastDraw = live ? -1000 : 0; // a bar shows at once; a log's first line comes after 10 s
     }
 
     /// <summary>Live only when <paramref name="error"/> is the process's stderr and that is a terminal.</summary>
     public static CpProgress Create(TextWriter error, long total, string label) =>
-        new(error, total, label, ReferenceEquals(error, Console.Error) && !Console.IsErrorRedirected);
+        Create(error, total, label, ReferenceEquals(error, Console.Error) && !Console.IsErrorRedirected);
+
+    internal static CpProgress Create(TextWriter error, long total, string label, bool live) => new(error, total, label, live);
 
     public void Report(long done)
     {
