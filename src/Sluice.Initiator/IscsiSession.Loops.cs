@@ -302,7 +302,7 @@ public sealed partial class IscsiSession
                             }
                         }
 
-                        if (hasStatus && TryClaim(task, itt))
+                        if (hasStatus && TryClaim(task, itt, c))
                         {
                             Succeed(c, task, new ScsiResult(PduFields.ScsiStatusByte(h), 0, Residual(h), (h.Flags & 0x02) != 0, (h.Flags & 0x04) != 0, null));
                         }
@@ -335,7 +335,7 @@ public sealed partial class IscsiSession
                     case Opcode.TaskManagementResponse:
                         Acknowledge(c, h, statSN: true);
                         await t.DiscardDataAsync().ConfigureAwait(false);
-                        OnTaskManagementResponse(h);
+                        OnTaskManagementResponse(c, h);
                         break;
                     case Opcode.LogoutResponse:
                         Acknowledge(c, h, statSN: true);
@@ -516,7 +516,7 @@ public sealed partial class IscsiSession
         }
 
         byte[]? senseCopy = response != 0 || status is not (ScsiStatus.Good or ScsiStatus.ConditionMet) ? sense.ToArray() : null;
-        if (TryClaim(task, itt))
+        if (TryClaim(task, itt, c))
         {
             Succeed(c, task, new ScsiResult(status, response, Residual(h), (h.Flags & 0x02) != 0, (h.Flags & 0x04) != 0, senseCopy));
         }
@@ -526,7 +526,9 @@ public sealed partial class IscsiSession
     {
         lock (_gate)
         {
-            if (task.Itt != itt || task.State != TaskState.Sent || task.CancelReason is not null)
+            // Only a task still on this connection: after recovery requeued it, a late UNIT
+            // ATTENTION from the old connection must not queue it a second time.
+            if (task.Itt != itt || task.State != TaskState.Sent || task.CancelReason is not null || !ReferenceEquals(task.Connection, c))
             {
                 return false;
             }
@@ -595,7 +597,7 @@ public sealed partial class IscsiSession
         }
     }
 
-    private void OnTaskManagementResponse(in Bhs h)
+    private void OnTaskManagementResponse(Connection c, in Bhs h)
     {
         TaskRef r;
         lock (_gate)
@@ -607,7 +609,7 @@ public sealed partial class IscsiSession
         }
 
         // §11.6.1: after "function complete" or "task does not exist" no more PDUs come for the task.
-        if (TryClaim(r.Task, r.Itt))
+        if (TryClaim(r.Task, r.Itt, c))
         {
             Fail(r.Task, r.Task.CancelReason ?? new OperationCanceledException());
         }
@@ -648,7 +650,7 @@ public sealed partial class IscsiSession
 
         uint itt = ReadU32(data, 16);
         var task = Lookup(itt, c);
-        if (task is not null && TryClaim(task, itt))
+        if (task is not null && TryClaim(task, itt, c))
         {
             Fail(task, new IOException(string.Create(CultureInfo.InvariantCulture,
                 $"the target rejected the command (reason 0x{PduFields.RejectReasonCode(h):x2})")));

@@ -574,12 +574,24 @@ public sealed partial class IscsiSession : IAsyncDisposable
         }
     }
 
-    /// <summary>Claims a task for completion; false when someone else already completed it.</summary>
-    private bool TryClaim(ScsiTask task, uint itt)
+    /// <summary>
+    /// Claims a task for completion by a status that arrived on <paramref name="conn"/>; false
+    /// when someone else already completed it, or when the task is no longer on that connection.
+    /// </summary>
+    /// <remarks>
+    /// The connection check closes a race with recovery: a status read by the old connection's
+    /// receive loop after <see cref="RecoverAsync"/> requeued the task (to be sent again on the
+    /// new connection) must not complete it. Otherwise the caller would see a write acknowledged
+    /// while its replay is still queued or in flight, issue a newer write to the same blocks, and
+    /// the replay could then land after it: a duplicated write overtaking an acknowledged one,
+    /// which RFC 7143 §7.1.4.4 (session recovery: commands without status are retried on the
+    /// new session) does not allow the initiator to cause.
+    /// </remarks>
+    private bool TryClaim(ScsiTask task, uint itt, Connection conn)
     {
         lock (_gate)
         {
-            if (task.Itt != itt || task.State != TaskState.Sent)
+            if (task.Itt != itt || task.State != TaskState.Sent || !ReferenceEquals(task.Connection, conn))
             {
                 return false;
             }

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -28,7 +27,10 @@ internal static class BenchCommand
     private static readonly Option<string> s_time = new("--time") { Description = "Run time. [default: 10s]", HelpName = "DURATION" };
     private static readonly Option<string> s_ramp = new("--ramp") { Description = "Warm-up not counted. [default: 1s]", HelpName = "DURATION" };
     private static readonly Option<string> s_size = new("--size") { Description = "Use only the first SIZE bytes of each LUN. [default: the whole LUN]", HelpName = "SIZE" };
-    private static readonly Option<bool> s_verify = new("--verify") { Description = "Fill the region with a per-block pattern first; writes keep it, reads check it." };
+    private static readonly Option<bool> s_verify = new("--verify")
+    {
+        Description = "Stamp every block (LBA, job, generation) and keep a ledger of acknowledged writes: the region is filled first, reads check the stamps, and a verify pass after the run reads every block back.",
+    };
     private static readonly Option<bool> s_json = new("--json") { Description = "Print the results as JSON, with the per-second series of every job and group." };
     private static readonly Option<string> s_series = new("--series") { Description = "Also write the per-second series as CSV (group,job,second,ios,iops,mb_per_s,p50_us,p99_us) to FILE.", HelpName = "FILE" };
     private static readonly Option<string> s_chap = ClientCommon.ChapOption();
@@ -56,6 +58,9 @@ internal static class BenchCommand
         public JobSpec Spec { get; } = spec;
         public IscsiLun Lun { get; } = lun;
         public long Blocks { get; } = blocks;
+
+        /// <summary>The stamps and the ledger of acknowledged writes, with <c>--verify</c>.</summary>
+        public BenchVerifier? Verifier { get; set; }
         public BenchHistogram ReadLatency { get; } = new();
         public BenchHistogram WriteLatency { get; } = new();
         public long Errors;
@@ -211,7 +216,8 @@ internal static class BenchCommand
                     DataDigest = digest,
                     Offload = offload,
                     // Workers only time and count each I/O before issuing the next: run that on the receive loop.
-                    InlineCompletions = true,
+                    // With --verify they stamp and check every block, too long to hold the socket's loop for.
+                    InlineCompletions = !verify,
                 };
                 if (spec.Initiator is { } iqn)
                 {
@@ -237,6 +243,17 @@ internal static class BenchCommand
 
             if (verify)
             {
+                // One run id per invocation, one per job within it: a block of another run or of
+                // another job that overlaps this one's region is found as such.
+                ulong run = (ulong)Random.Shared.NextInt64() ^ (ulong)Stopwatch.GetTimestamp();
+                for (int i = 0; i < jobs.Count; i++)
+                {
+                    var job = jobs[i];
+                    int blocksPerSlot = job.Spec.Bs / job.Lun.BlockSize;
+                    job.Verifier = new BenchVerifier(job.Blocks / blocksPerSlot, job.Lun.BlockSize, blocksPerSlot,
+                        run ^ ((ulong)(i + 1) * 0x9E37_79B9_7F4A_7C15UL));
+                }
+
                 foreach (var job in jobs)
                 {
                     await FillPatternAsync(job, ct);
@@ -262,10 +279,13 @@ internal static class BenchCommand
             {
                 long slots = job.Blocks * job.Lun.BlockSize / job.Spec.Bs;
                 long sequential = -1;
-                for (int w = 0; w < job.Spec.Qd; w++)
+                // With --verify a worker owns its slot while the I/O is in flight; more workers
+                // than slots would only wait for each other.
+                long workers = verify ? Math.Min(job.Spec.Qd, slots) : job.Spec.Qd;
+                for (int w = 0; w < workers; w++)
                 {
                     int seed = w;
-                    tasks.Add(Task.Run(() => WorkerAsync(job, slots, verify, seed, () => Interlocked.Increment(ref sequential),
+                    tasks.Add(Task.Run(() => WorkerAsync(job, slots, seed, () => Interlocked.Increment(ref sequential),
                         () => Volatile.Read(ref measuring), stop.Token)));
                 }
             }
@@ -279,6 +299,13 @@ internal static class BenchCommand
             double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
             await stop.CancelAsync();
             await Task.WhenAll(tasks);
+            if (verify)
+            {
+                foreach (var job in jobs)
+                {
+                    await VerifyPassAsync(job, ct);
+                }
+            }
             if (parse.GetValue(s_series) is { } seriesPath)
             {
                 await WriteSeriesCsvAsync(seriesPath, jobs);
@@ -295,10 +322,11 @@ internal static class BenchCommand
         }
     }
 
-    private static async Task WorkerAsync(Job job, long slots, bool verify, int seed,
+    private static async Task WorkerAsync(Job job, long slots, int seed,
         Func<long> nextSequential, Func<long> measuringSince, CancellationToken stop)
     {
         var spec = job.Spec;
+        var verifier = job.Verifier;
         var buffer = GC.AllocateUninitializedArray<byte>(spec.Bs, pinned: true);
         var rng = new Random(unchecked((Environment.TickCount * 31) + seed));
         int blocksPerIo = spec.Bs / job.Lun.BlockSize;
@@ -309,11 +337,22 @@ internal static class BenchCommand
             while (!stop.IsCancellationRequested)
             {
                 long slot = spec.Random ? rng.NextInt64(slots) : nextSequential() % slots;
+                if (verifier is not null)
+                {
+                    // Another worker has an I/O on this slot: take another one (there are more slots than workers).
+                    while (!verifier.TryAcquire(slot))
+                    {
+                        slot = spec.Random ? rng.NextInt64(slots) : nextSequential() % slots;
+                    }
+                }
+
                 long lba = slot * blocksPerIo;
                 bool read = spec.ReadPercent == 100 || (spec.ReadPercent > 0 && rng.Next(100) < spec.ReadPercent);
-                if (!read && verify)
+                int generation = 0;
+                if (!read && verifier is not null)
                 {
-                    FillPattern(buffer, lba, job.Lun.BlockSize);
+                    generation = verifier.BeginWrite(slot);
+                    verifier.Stamp(buffer, lba, generation);
                 }
 
                 long t0 = Stopwatch.GetTimestamp();
@@ -330,6 +369,9 @@ internal static class BenchCommand
                 }
                 catch (Exception e) when (e is IOException or TimeoutException)
                 {
+                    // A write without GOOD status may or may not have landed: the ledger keeps both
+                    // generations acceptable until a later write to the slot is acknowledged.
+                    verifier?.Release(slot);
                     Interlocked.Increment(ref job.Errors);
                     if (!job.Lun.Session.IsConnected)
                     {
@@ -340,17 +382,30 @@ internal static class BenchCommand
                 }
 
                 long t1 = Stopwatch.GetTimestamp();
+                if (verifier is not null)
+                {
+                    if (read)
+                    {
+                        int failed = verifier.Check(buffer, lba, spec.Name);
+                        if (failed > 0)
+                        {
+                            Interlocked.Add(ref job.VerifyFailures, failed);
+                        }
+                    }
+                    else
+                    {
+                        verifier.Acknowledge(slot, generation);
+                    }
+
+                    verifier.Release(slot);
+                }
+
                 long ns = (long)((t1 - t0) * (1e9 / Stopwatch.Frequency));
                 long since = measuringSince();
                 if (since != 0)
                 {
                     (read ? readHist : writeHist).Record(ns);
                     job.RecordWindow(t1, since, ns);
-                }
-
-                if (read && verify && !CheckPattern(buffer, lba, job.Lun.BlockSize))
-                {
-                    Interlocked.Increment(ref job.VerifyFailures);
                 }
             }
         }
@@ -364,41 +419,48 @@ internal static class BenchCommand
         }
     }
 
-    /// <summary>Every 8-byte word of block b holds b * 0x9E3779B97F4A7C15 + word index: any misplaced or stale block shows.</summary>
-    private static void FillPattern(Span<byte> buffer, long lba, int blockSize)
-    {
-        for (int o = 0; o < buffer.Length; o += 8)
-        {
-            long block = lba + (o / blockSize);
-            BinaryPrimitives.WriteUInt64LittleEndian(buffer[o..], unchecked(((ulong)block * 0x9E3779B97F4A7C15UL) + (ulong)(o % blockSize)));
-        }
-    }
-
-    private static bool CheckPattern(ReadOnlySpan<byte> buffer, long lba, int blockSize)
-    {
-        for (int o = 0; o < buffer.Length; o += 8)
-        {
-            long block = lba + (o / blockSize);
-            if (BinaryPrimitives.ReadUInt64LittleEndian(buffer[o..]) != unchecked(((ulong)block * 0x9E3779B97F4A7C15UL) + (ulong)(o % blockSize)))
-            {
-                return false;
-            }
-        }
-
-        return true;
-    }
-
+    /// <summary>Stamps the whole region with generation 0 before the run, so that every block has an expected content.</summary>
     private static async Task FillPatternAsync(Job job, CancellationToken ct)
     {
+        var verifier = job.Verifier!;
         int bs = job.Lun.BlockSize;
-        int chunkBlocks = (1 << 20) / bs;
+        int chunkBlocks = Math.Max(1, (1 << 20) / job.Spec.Bs) * verifier.BlocksPerSlot;
         var buffer = new byte[chunkBlocks * bs];
         for (long lba = 0; lba < job.Blocks; lba += chunkBlocks)
         {
             int n = (int)Math.Min(chunkBlocks, job.Blocks - lba);
-            FillPattern(buffer.AsSpan(0, n * bs), lba, bs);
+            verifier.Stamp(buffer.AsSpan(0, n * bs), lba, 0);
             await job.Lun.WriteAsync(lba, buffer.AsMemory(0, n * bs), cancellationToken: ct);
         }
+    }
+
+    /// <summary>
+    /// After the run: reads every block of the region back (four reads in flight) and checks it
+    /// against the ledger: every acknowledged write must be there, unacknowledged ones may be.
+    /// </summary>
+    private static async Task VerifyPassAsync(Job job, CancellationToken ct)
+    {
+        var verifier = job.Verifier!;
+        int bs = job.Lun.BlockSize;
+        int chunkBlocks = Math.Max(1, (1 << 20) / job.Spec.Bs) * verifier.BlocksPerSlot;
+        long chunks = (job.Blocks + chunkBlocks - 1) / chunkBlocks;
+        long next = -1;
+        long failed = 0;
+        async Task ReaderAsync()
+        {
+            var buffer = GC.AllocateUninitializedArray<byte>(chunkBlocks * bs, pinned: true);
+            for (long c = Interlocked.Increment(ref next); c < chunks; c = Interlocked.Increment(ref next))
+            {
+                long lba = c * chunkBlocks;
+                int n = (int)Math.Min(chunkBlocks, job.Blocks - lba);
+                await job.Lun.ReadAsync(lba, buffer.AsMemory(0, n * bs), ct);
+                Interlocked.Add(ref failed, verifier.Check(buffer.AsSpan(0, n * bs), lba, job.Spec.Name));
+                Interlocked.Add(ref verifier.VerifiedBlocks, n);
+            }
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => ReaderAsync()));
+        Interlocked.Add(ref job.VerifyFailures, failed);
     }
 
     /// <summary>Jobs that share a group name, in order of first appearance.</summary>
@@ -502,6 +564,11 @@ internal static class BenchCommand
                     WriteSide(w, "write", job.WriteLatency, spec.Bs, seconds);
                     w.WriteNumber("errors", job.Errors);
                     w.WriteNumber("verify_failures", job.VerifyFailures);
+                    if (job.Verifier is { } v)
+                    {
+                        w.WriteNumber("verified_blocks", Interlocked.Read(ref v.VerifiedBlocks));
+                    }
+
                     w.WriteNumber("reconnects", job.Lun.Session.Reconnects);
                     WriteSeries(w, [job]);
                     w.WriteEndObject();
@@ -561,6 +628,31 @@ internal static class BenchCommand
                     double iops = h.Count / seconds;
                     await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                         $"  {name,-5}: {iops,10:0} IOPS  {iops * spec.Bs / 1e6,9:0.0} MB/s  lat(us) avg {h.Sum / h.Count / 1e3:0.0} p50 {Us(h.Percentile(50))} p90 {Us(h.Percentile(90))} p99 {Us(h.Percentile(99))} p99.9 {Us(h.Percentile(99.9))} max {Us(h.Max)}"));
+                }
+
+                long reconnects = job.Lun.Session.Reconnects;
+                if (reconnects > 0 || job.Errors > 0)
+                {
+                    await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"  reconnects: {reconnects}  I/O errors: {job.Errors}"));
+                }
+
+                if (job.Verifier is { } v)
+                {
+                    await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                        $"  verify: {Interlocked.Read(ref v.VerifiedBlocks)} blocks read back, {job.VerifyFailures} failed"));
+                }
+            }
+
+            if (job.Verifier is { } verifier)
+            {
+                foreach (var failure in verifier.Failures)
+                {
+                    await error.WriteLineAsync($"sluice bench: verify: {failure}");
+                }
+
+                if (verifier.FailureCount > verifier.Failures.Count)
+                {
+                    await error.WriteLineAsync($"sluice bench: verify: {spec.Name}: ... and {verifier.FailureCount - verifier.Failures.Count} more");
                 }
             }
 
