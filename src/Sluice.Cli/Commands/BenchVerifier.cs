@@ -25,7 +25,7 @@ internal sealed class BenchVerifier
     /// <summary>'SLBV' little-endian: marks a block stamped by bench.</summary>
     public const uint Magic = 0x5642_4C53;
 
-    /// <summary>More slots than this would take too much memory for the ledger (9 bytes each).</summary>
+    /// <summary>More slots than this would take too much memory for the ledger (12 bytes each).</summary>
     public const long MaxSlots = 1L << 28;
 
     private const int HeaderBytes = 24;
