@@ -57,17 +57,20 @@ public sealed class BenchVerifyTests : IAsyncLifetime
     private static string Url(IPEndPoint proxy, string target) => $"iscsi://127.0.0.1:{proxy.Port}/{target}/0";
 
     [Theory]
-    [InlineData(MemoryTarget, "randwrite")]
-    [InlineData(FileTarget, "write")]
-    public async Task Bench_ThreeCutsDuringWrites_ReconnectsAndEveryAcknowledgedWriteIsIntact(string target, string rw)
+    [InlineData(MemoryTarget, "randwrite", true)]
+    [InlineData(FileTarget, "write", true)]
+    // Without --verify bench runs completions inline on the receive loop: recovery must work there too.
+    [InlineData(MemoryTarget, "randwrite", false)]
+    public async Task Bench_ThreeCutsDuringWrites_ReconnectsAndEveryAcknowledgedWriteIsIntact(string target, string rw, bool verify)
     {
         await using var proxy = new CorruptingProxy(_server!.LocalEndpoints[0], framed: true);
         const long region = 8L << 20;
         // 128 KiB writes: 64 KiB go as immediate data (the target's FirstBurstLength), the rest after an R2T.
-        var bench = Task.Run(() => RunAsync("bench", Url(proxy.Endpoint, target), "--rw", rw, "--bs", "128k", "--qd", "8",
-            "--size", "8MiB", "--time", "4s", "--ramp", "100ms", "--verify", "--json"));
+        string[] args = ["bench", Url(proxy.Endpoint, target), "--rw", rw, "--bs", "128k", "--qd", "8",
+            "--size", "8MiB", "--time", "4s", "--ramp", "100ms", "--json", .. verify ? new[] { "--verify" } : []];
+        var bench = Task.Run(() => RunAsync(args));
 
-        // The fill (8 MiB of generation-0 stamps) is done once more than that has gone up.
+        // With --verify the fill (8 MiB of generation-0 stamps) is done once more than that has gone up.
         await WaitUntilAsync(() => proxy.UpstreamBytes > region + (1 << 20), bench, "the write phase to start");
         await CutAsync(proxy, 1, upstream: false, ReadyToTransfer, CutPoint.AfterPdu, bench);   // R2T outstanding
         await CutAsync(proxy, 2, upstream: false, ScsiResponse, CutPoint.BeforePdu, bench);     // a write's status lost
@@ -80,7 +83,8 @@ public sealed class BenchVerifyTests : IAsyncLifetime
         Assert.True(job.GetProperty("reconnects").GetInt64() >= 3, output);
         Assert.Equal(0, job.GetProperty("errors").GetInt64());
         Assert.Equal(0, job.GetProperty("verify_failures").GetInt64());
-        Assert.Equal(region / 512, job.GetProperty("verified_blocks").GetInt64());
+        if (verify)
+            Assert.Equal(region / 512, job.GetProperty("verified_blocks").GetInt64());
         Assert.True(job.GetProperty("write").GetProperty("ios").GetInt64() > 0);
         Assert.True(proxy.Connections >= 4);
     }
