@@ -82,4 +82,81 @@ public sealed class ConnectionLossTests : IAsyncLifetime
             Assert.True(acknowledged[index].AsSpan().SequenceEqual(back), $"write {index} is not intact");
         }
     }
+
+    [Fact]
+    public async Task LinkGoesSilentDuringWrites_NopTimeoutDeclaresItDead_ReinstatementReplays() =>
+        await StalledLink.RunAsync(_server.LocalEndpoints[0], Target, 0);
+}
+
+/// <summary>The silent-link case against tgtd, the reference target.</summary>
+public sealed class TgtdConnectionLossTests(TgtdFixture tgt) : IClassFixture<TgtdFixture>
+{
+    [SkippableFact]
+    public async Task LinkGoesSilentDuringWrites_NopTimeoutDeclaresItDead_ReinstatementReplays()
+    {
+        Skip.If(tgt.SkipReason is not null, tgt.SkipReason);
+        await StalledLink.RunAsync(new IPEndPoint(IPAddress.Loopback, tgt.Port), TgtdFixture.PlainTarget, 1);
+    }
+}
+
+/// <summary>
+/// A link that dies without FIN or RST under a write workload: no byte comes back, so only the
+/// NOP-Out ping (RFC 7143 §11.18) can tell. The initiator must declare the connection dead after
+/// NopTimeout, log in again with the same ISID while the target still holds the old session
+/// (session reinstatement, RFC 7143 §6.3.5: the target ends the old session and its tasks), send
+/// again the writes that got no status, and every acknowledged write must read back.
+/// </summary>
+internal static class StalledLink
+{
+    public static async Task RunAsync(IPEndPoint target, string iqn, int lunNumber)
+    {
+        await using var proxy = new CorruptingProxy(target);
+        var url = IscsiUrl.Parse($"iscsi://127.0.0.1:{proxy.Endpoint.Port}/{iqn}/{lunNumber}");
+        var options = new IscsiClientOptions
+        {
+            NopInterval = TimeSpan.FromMilliseconds(200),
+            NopTimeout = TimeSpan.FromMilliseconds(600),
+            ReconnectDelay = TimeSpan.FromMilliseconds(50),
+            CommandTimeout = TimeSpan.FromSeconds(20),
+        };
+        await using var lun = await IscsiLun.OpenAsync(url, options);
+
+        const int writers = 8;
+        const int perWriter = 150;
+        const int blocksPerWrite = 16;
+        int blockSize = lun.BlockSize;
+        var acknowledged = new byte[writers * perWriter][];
+        using var stallAfter = new SemaphoreSlim(0);
+        int done = 0;
+
+        async Task Writer(int w)
+        {
+            for (int i = 0; i < perWriter; i++)
+            {
+                int index = (w * perWriter) + i;
+                var data = new byte[blocksPerWrite * blockSize];
+                Random.Shared.NextBytes(data);
+                await lun.WriteAsync(10_000 + ((long)index * blocksPerWrite), data);
+                acknowledged[index] = data;
+                if (Interlocked.Increment(ref done) == writers * perWriter / 3)
+                {
+                    stallAfter.Release();
+                }
+            }
+        }
+
+        var work = Task.WhenAll(Enumerable.Range(0, writers).Select(Writer));
+        Assert.True(await stallAfter.WaitAsync(TimeSpan.FromSeconds(30)), "the writes did not start");
+        proxy.Stall();
+        await work.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.True(proxy.Connections >= 2, "the initiator did not reconnect");
+        Assert.True(lun.Session.Reconnects >= 1);
+        var back = new byte[blocksPerWrite * blockSize];
+        for (int index = 0; index < acknowledged.Length; index++)
+        {
+            await lun.ReadAsync(10_000 + ((long)index * blocksPerWrite), back);
+            Assert.True(acknowledged[index].AsSpan().SequenceEqual(back), $"write {index} is not intact");
+        }
+    }
 }

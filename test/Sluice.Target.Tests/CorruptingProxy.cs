@@ -32,8 +32,8 @@ internal sealed class CorruptingProxy : IAsyncDisposable
     private readonly IPEndPoint _target;
     private readonly CancellationTokenSource _cts = new();
     private Task? _run;
-    private Socket? _client;
-    private Socket? _server;
+    private readonly List<Link> _held = [];
+    private Link? _link;
     private long _upstreamBytes;
     private long _downstreamBytes;
     private long _corruptUpstreamAt = -1;
@@ -98,33 +98,85 @@ internal sealed class CorruptingProxy : IAsyncDisposable
         }
     }
 
+    /// <summary>One proxied connection: both sockets, and whether it has gone silent.</summary>
+    private sealed class Link(Socket client, Socket server)
+    {
+        public Socket Client { get; } = client;
+        public Socket Server { get; } = server;
+        public volatile bool Stalled;
+        public TaskCompletionSource StallStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Dispose()
+        {
+            Client.Dispose();
+            Server.Dispose();
+        }
+    }
+
     private async Task RunAsync()
     {
         while (!_cts.IsCancellationRequested)
         {
+            Link? link = null;
             try
             {
-                _client = await _listener.AcceptAsync(_cts.Token);
+                var client = await _listener.AcceptAsync(_cts.Token);
                 Connections++;
-                _server = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                _client.NoDelay = true;
-                await _server.ConnectAsync(_target, _cts.Token);
-                await (_framed
-                    ? Task.WhenAny(FramedPumpAsync(_client, _server, upstream: true), FramedPumpAsync(_server, _client, upstream: false))
-                    : Task.WhenAny(PumpAsync(_client, _server, upstream: true), PumpAsync(_server, _client, upstream: false)));
+                var server = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                link = new Link(client, server);
+                _link = link;
+                client.NoDelay = true;
+                await server.ConnectAsync(_target, _cts.Token);
+                var pumps = _framed
+                    ? Task.WhenAny(FramedPumpAsync(link, client, server, upstream: true), FramedPumpAsync(link, server, client, upstream: false))
+                    : Task.WhenAny(PumpAsync(link, client, server, upstream: true), PumpAsync(link, server, client, upstream: false));
+                // A stalled link stays open (both peers see a silent connection) while the next one is accepted.
+                await Task.WhenAny(pumps, link.StallStarted.Task);
             }
             catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
             {
             }
             finally
             {
-                _client?.Dispose();
-                _server?.Dispose();
+                if (link is { Stalled: true })
+                {
+                    lock (_held)
+                    {
+                        _held.Add(link);
+                    }
+                }
+                else
+                {
+                    link?.Dispose();
+                }
             }
         }
     }
 
-    private async Task PumpAsync(Socket from, Socket to, bool upstream)
+    /// <summary>
+    /// The current connection goes silent both ways without closing, like a link that died
+    /// without a FIN or RST: bytes are taken in and dropped. The sockets stay open until the
+    /// proxy is disposed (or a peer closes its side); new connections are proxied normally.
+    /// </summary>
+    public void Stall()
+    {
+        if (_link is { } link)
+        {
+            link.Stalled = true;
+            link.StallStarted.TrySetResult();
+        }
+    }
+
+    /// <summary>A stalled link swallows what it receives.</summary>
+    private async Task HoldIfStalledAsync(Link link)
+    {
+        if (link.Stalled)
+        {
+            await Task.Delay(Timeout.Infinite, _cts.Token);
+        }
+    }
+
+    private async Task PumpAsync(Link link, Socket from, Socket to, bool upstream)
     {
         var buffer = new byte[64 * 1024];
         try
@@ -137,6 +189,8 @@ internal sealed class CorruptingProxy : IAsyncDisposable
                     to.Shutdown(SocketShutdown.Send);
                     return;
                 }
+
+                await HoldIfStalledAsync(link);
 
                 long start = upstream ? Interlocked.Read(ref _upstreamBytes) : Interlocked.Read(ref _downstreamBytes);
                 long at = upstream ? Interlocked.Read(ref _corruptUpstreamAt) : Interlocked.Read(ref _corruptDownstreamAt);
@@ -177,7 +231,7 @@ internal sealed class CorruptingProxy : IAsyncDisposable
     }
 
     /// <summary>Forwards whole PDUs; a PDU that matches an armed cut ends the connection there.</summary>
-    private async Task FramedPumpAsync(Socket from, Socket to, bool upstream)
+    private async Task FramedPumpAsync(Link link, Socket from, Socket to, bool upstream)
     {
         var header = new byte[48];
         var data = new byte[64 * 1024];
@@ -191,6 +245,7 @@ internal sealed class CorruptingProxy : IAsyncDisposable
                     return;
                 }
 
+                await HoldIfStalledAsync(link);
                 byte opcode = (byte)(header[0] & 0x3F);
                 int dataLength = (header[5] << 16) | (header[6] << 8) | header[7];
                 long rest = (header[4] * 4L) + ((dataLength + 3) & ~3);
@@ -217,6 +272,7 @@ internal sealed class CorruptingProxy : IAsyncDisposable
                         return;
                     }
 
+                    await HoldIfStalledAsync(link);
                     int forward = (int)Math.Clamp(passOn - done, 0, n);
                     if (forward > 0)
                     {
@@ -277,11 +333,7 @@ internal sealed class CorruptingProxy : IAsyncDisposable
     }
 
     /// <summary>Cuts both directions at once, like a failed link.</summary>
-    public void Cut()
-    {
-        _client?.Dispose();
-        _server?.Dispose();
-    }
+    public void Cut() => _link?.Dispose();
 
     public async ValueTask DisposeAsync()
     {
@@ -291,6 +343,14 @@ internal sealed class CorruptingProxy : IAsyncDisposable
         if (_run is not null)
         {
             await _run;
+        }
+
+        lock (_held)
+        {
+            foreach (var link in _held)
+            {
+                link.Dispose();
+            }
         }
 
         _cts.Dispose();
