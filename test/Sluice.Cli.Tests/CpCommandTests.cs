@@ -42,6 +42,7 @@ public sealed class CpCommandTests : IAsyncLifetime
                     [
                         new LunConfig { Number = 0, Backend = $"file:{LunFile}:64MiB" },
                         new LunConfig { Number = 1, Backend = "memory:64MiB" },
+                        new LunConfig { Number = 2, Backend = "memory:16MiB", ReadOnly = true },
                     ],
                 },
             ],
@@ -123,10 +124,24 @@ public sealed class CpCommandTests : IAsyncLifetime
         await File.WriteAllBytesAsync(image, new byte[4096]);
         var (code, _, error) = await RunAsync("cp", image, Url(7));
         Assert.Equal(1, code);
-        Assert.Equal($"sluice cp: {Url(7)}: no such LUN (the target has LUN 0, 1){Environment.NewLine}", error);
+        Assert.Equal($"sluice cp: {Url(7)}: no such LUN (the target has LUN 0, 1, 2){Environment.NewLine}", error);
         (code, _, error) = await RunAsync("inq", Url(7));
         Assert.Equal(1, code);
-        Assert.Equal($"sluice inq: {Url(7)}: no such LUN (the target has LUN 0, 1){Environment.NewLine}", error);
+        Assert.Equal($"sluice inq: {Url(7)}: no such LUN (the target has LUN 0, 1, 2){Environment.NewLine}", error);
+    }
+
+    [Fact]
+    public async Task ReadOnlyLun_WritesRefused_OneLineNamingTheLun_ExitOne()
+    {
+        string image = Path.Combine(Scratch, "ro.raw");
+        var bytes = new byte[4 << 20];
+        new Random(6).NextBytes(bytes);
+        await File.WriteAllBytesAsync(image, bytes);
+        var (code, _, error) = await RunAsync("cp", "--no-progress", "--bs", "64k", image, Url(2));
+        Assert.Equal(1, code);
+        Assert.Single(error.TrimEnd().Split('\n'));
+        Assert.StartsWith($"sluice cp: {Url(2)}: SCSI command 0x", error, StringComparison.Ordinal);
+        Assert.Contains("DATA PROTECT", error, StringComparison.Ordinal);
     }
 
     [Fact]

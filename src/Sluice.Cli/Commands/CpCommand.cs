@@ -128,84 +128,96 @@ internal static class CpCommand
         long zeroBytes = 0;
         long holeBytes = 0;
 
-        async Task Worker()
+        async Task Worker(CancellationToken ct)
         {
             var buffer = GC.AllocateUninitializedArray<byte>(chunk, pinned: true);
             var scratch = GC.AllocateUninitializedArray<byte>(chunk, pinned: true);
             var zeroRanges = new List<(long, int)>();
-            while (true)
+            bool atSource = true;
+            try
             {
-                long offset = Interlocked.Add(ref next, chunk) - chunk;
-                if (offset >= total)
+                while (true)
                 {
-                    return;
-                }
-
-                int n = (int)Math.Min(chunk, total - offset);
-                foreach (var (o, l, hole) in await source.MapAsync(offset, n, ct))
-                {
-                    var piece = buffer.AsMemory((int)(o - offset), (int)l);
-                    if (hole)
+                    long offset = Interlocked.Add(ref next, chunk) - chunk;
+                    if (offset >= total)
                     {
-                        piece.Span.Clear();
-                        Interlocked.Add(ref holeBytes, l);
-                    }
-                    else
-                    {
-                        await source.ReadAsync(o, piece, ct);
-                    }
-                }
-
-                // Runs of all-zero granules at least minZeroRun long are zero runs; everything else,
-                // short zero runs included, is written as data, one command per stretch.
-                zeroRanges.Clear();
-                int dataStart = -1;
-                int pos = 0;
-                while (pos < n)
-                {
-                    bool zero = IsZero(buffer, pos, Math.Min(granule, n - pos));
-                    int runEnd = pos + granule;
-                    while (runEnd < n && IsZero(buffer, runEnd, Math.Min(granule, n - runEnd)) == zero)
-                    {
-                        runEnd += granule;
+                        return;
                     }
 
-                    runEnd = Math.Min(runEnd, n);
-                    if (zero && runEnd - pos >= minZeroRun)
+                    int n = (int)Math.Min(chunk, total - offset);
+                    atSource = true;
+                    foreach (var (o, l, hole) in await source.MapAsync(offset, n, ct))
                     {
-                        if (dataStart >= 0)
+                        var piece = buffer.AsMemory((int)(o - offset), (int)l);
+                        if (hole)
                         {
-                            await destination.WriteAsync(offset + dataStart, buffer.AsMemory(dataStart, pos - dataStart), ct);
-                            dataStart = -1;
+                            piece.Span.Clear();
+                            Interlocked.Add(ref holeBytes, l);
+                        }
+                        else
+                        {
+                            await source.ReadAsync(o, piece, ct);
+                        }
+                    }
+
+                    atSource = false;
+
+                    // Runs of all-zero granules at least minZeroRun long are zero runs; everything else,
+                    // short zero runs included, is written as data, one command per stretch.
+                    zeroRanges.Clear();
+                    int dataStart = -1;
+                    int pos = 0;
+                    while (pos < n)
+                    {
+                        bool zero = IsZero(buffer, pos, Math.Min(granule, n - pos));
+                        int runEnd = pos + granule;
+                        while (runEnd < n && IsZero(buffer, runEnd, Math.Min(granule, n - runEnd)) == zero)
+                        {
+                            runEnd += granule;
                         }
 
-                        zeroRanges.Add((offset + pos, runEnd - pos));
-                        Interlocked.Add(ref zeroBytes, runEnd - pos);
+                        runEnd = Math.Min(runEnd, n);
+                        if (zero && runEnd - pos >= minZeroRun)
+                        {
+                            if (dataStart >= 0)
+                            {
+                                await destination.WriteAsync(offset + dataStart, buffer.AsMemory(dataStart, pos - dataStart), ct);
+                                dataStart = -1;
+                            }
+
+                            zeroRanges.Add((offset + pos, runEnd - pos));
+                            Interlocked.Add(ref zeroBytes, runEnd - pos);
+                        }
+                        else if (dataStart < 0)
+                        {
+                            dataStart = pos;
+                        }
+
+                        pos = runEnd;
                     }
-                    else if (dataStart < 0)
+
+                    if (dataStart >= 0)
                     {
-                        dataStart = pos;
+                        await destination.WriteAsync(offset + dataStart, buffer.AsMemory(dataStart, n - dataStart), ct);
                     }
 
-                    pos = runEnd;
-                }
+                    if (zeroRanges.Count > 0)
+                    {
+                        await destination.WriteZerosAsync(zeroRanges, scratch, ct);
+                    }
 
-                if (dataStart >= 0)
-                {
-                    await destination.WriteAsync(offset + dataStart, buffer.AsMemory(dataStart, n - dataStart), ct);
+                    progress?.Report(Interlocked.Add(ref done, n));
                 }
-
-                if (zeroRanges.Count > 0)
-                {
-                    await destination.WriteZerosAsync(zeroRanges, scratch, ct);
-                }
-
-                progress?.Report(Interlocked.Add(ref done, n));
+            }
+            catch (ScsiCommandException e)
+            {
+                // Name the side: "iscsi://…/1: SCSI command 0x8a failed: DATA PROTECT, …".
+                throw new IOException($"{Display(atSource ? src : dst)}: {e.Message}", e);
             }
         }
 
         var sw = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, qd).Select(_ => Task.Run(Worker, ct)));
+        await RunWorkersAsync(qd, Worker, ct);
         await destination.FinishAsync(ct);
         progress?.Done();
         double seconds = sw.Elapsed.TotalSeconds;
@@ -227,6 +239,33 @@ internal static class CpCommand
         return ExitCodes.Success;
     }
 
+    /// <summary>Runs <paramref name="count"/> workers; the first failure stops the rest and is what is thrown.</summary>
+    private static async Task RunWorkersAsync(int count, Func<CancellationToken, Task> worker, CancellationToken ct)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        Exception? first = null;
+
+        async Task One()
+        {
+            try
+            {
+                await worker(stop.Token);
+            }
+            catch (Exception e)
+            {
+                // Workers cancelled because another failed end with OperationCanceledException: the first error wins.
+                Interlocked.CompareExchange(ref first, e, null);
+                await stop.CancelAsync();
+            }
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, count).Select(_ => Task.Run(One, CancellationToken.None)));
+        if (first is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
+        }
+    }
+
     private static bool IsZero(byte[] buffer, int offset, int length) => !buffer.AsSpan(offset, length).ContainsAnyExcept((byte)0);
 
     /// <summary>Reads both sides and compares; the first differing byte, or -1.</summary>
@@ -236,7 +275,7 @@ internal static class CpCommand
         long done = 0;
         long mismatch = -1;
 
-        async Task Verifier()
+        async Task Verifier(CancellationToken ct)
         {
             var a = GC.AllocateUninitializedArray<byte>(chunk, pinned: true);
             var b = GC.AllocateUninitializedArray<byte>(chunk, pinned: true);
@@ -262,7 +301,7 @@ internal static class CpCommand
             }
         }
 
-        await Task.WhenAll(Enumerable.Range(0, qd).Select(_ => Task.Run(Verifier, ct)));
+        await RunWorkersAsync(qd, Verifier, ct);
         progress?.Done();
         return mismatch;
     }
