@@ -206,6 +206,29 @@ public abstract class LibraryTests<TFixture>(TFixture target) where TFixture : T
         await lun.TestUnitReadyAsync();
         await lun.DisposeAsync(); // the session is the test's: still connected
         Assert.True(session.IsConnected);
+        var counters = session.Counters;
+        Assert.NotNull(counters);
+        Assert.True(counters.BytesReceived > data.Length, why);
+        Assert.Equal(0, counters.HeaderDigestErrors);
+        Assert.Equal(0, counters.DataDigestErrors);
+        Assert.Equal(0, session.Reconnects);
+
+        // The other ways in: a LUN that owns its session (URL), a session by host, port and name.
+        await using (var own = await IscsiLun.OpenAsync(IscsiUrl.Parse(endpoint.Url()), options))
+        {
+            Assert.Equal(bytes, own.SizeBytes);
+            Assert.Equal(endpoint.Lun, own.Lun);
+            await own.TestUnitReadyAsync();
+        }
+
+        await using (var byName = await IscsiSession.ConnectAsync(endpoint.Host, endpoint.Port, endpoint.Iqn, options))
+        {
+            Assert.Equal(endpoint.Iqn, byName.TargetName);
+            var again = await IscsiLun.OpenAsync(byName, endpoint.Lun);
+            var one = new byte[bs];
+            await again.ReadAsync(lba + 64, one);
+            Assert.True(data.AsSpan(64 * bs, bs).SequenceEqual(one), why);
+        }
     }
 
     /// <summary>Runs an optional command: true when it worked; when it didn't, it must be ILLEGAL REQUEST and not advertised.</summary>
