@@ -211,7 +211,10 @@ internal static class BenchCommand
                 var url = ClientCommon.ParseUrl(spec.Url, needTarget: true);
                 var options = ClientCommon.Options(parse, s_chap, s_mutual, s_initiator, spec.Qd + 8) with
                 {
-                    NopInterval = TimeSpan.FromSeconds(30),
+                    // Pings go out only after NopInterval without any PDU from the target, so a busy run
+                    // sends none; a link that goes silent is found dead after NopInterval + NopTimeout
+                    // (5 s + 10 s) and the session reinstated, instead of after 30 s + 10 s.
+                    NopInterval = TimeSpan.FromSeconds(5),
                     HeaderDigest = digest,
                     DataDigest = digest,
                     Offload = offload,
