@@ -544,6 +544,7 @@ internal sealed partial class IscsiConnection
     private void Dispatch(ScsiTask task)
     {
         task.Dispatched = true;
+        BackendStarted();
         _ = ExecuteAsync(task);
     }
 
@@ -566,6 +567,10 @@ internal sealed partial class IscsiConnection
             {
                 Finish(task, completeSlot: !task.Immediate);
                 return;
+            }
+            finally
+            {
+                BackendDone();
             }
 
             if (task.Aborted)

@@ -292,10 +292,19 @@ internal sealed partial class IscsiConnection
                 var reply = machine.Process(request);
                 if (reply.LoginComplete && !reply.Failed)
                 {
-                    var result = _server.CompleteLogin(this, machine, isid, tsih, existing, _tpgt, request.CmdSN, out ushort failStatus);
+                    var result = _server.CompleteLogin(this, machine, isid, tsih, existing, _tpgt, request.CmdSN, out ushort failStatus, out var draining);
                     if (result is null)
                     {
                         await SendLoginStatusAsync(h, failStatus).ConfigureAwait(false);
+                        return false;
+                    }
+
+                    if (draining.Count > 0 && !await AwaitBackendIdleAsync(draining, loginCts.Token).ConfigureAwait(false))
+                    {
+                        // Still writing after the login timeout: let the initiator retry later
+                        // rather than let its commands race the old ones (RFC 7143 §11.13.5 0x0301).
+                        _server.EndSession(result);
+                        await SendLoginStatusAsync(h, LoginStatus.ServiceUnavailable).ConfigureAwait(false);
                         return false;
                     }
 
@@ -326,6 +335,23 @@ internal sealed partial class IscsiConnection
     }
 
     private uint _expCmdSNAtLogin;
+
+    /// <summary>Waits until the ended connections' back-end operations are done (IscsiConnection.Drain.cs); false on the login timeout.</summary>
+    private async Task<bool> AwaitBackendIdleAsync(List<IscsiConnection> draining, CancellationToken loginToken)
+    {
+        int running = draining.Sum(c => c.ExecutingCount);
+        Log.AwaitingOldCommands(_logger, Id, running);
+        try
+        {
+            await Task.WhenAll(draining.Select(c => c.BackendIdleAsync())).WaitAsync(loginToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException) when (!Token.IsCancellationRequested)
+        {
+            Log.OldCommandsStillRunning(_logger, Id, draining.Sum(c => c.ExecutingCount));
+            return false;
+        }
+    }
 
     private static ulong ReadIsid(in Bhs h)
     {

@@ -57,6 +57,9 @@ internal sealed class IscsiSession
     /// <summary>Marks the session ended; true only for the first caller, so nexus loss is reported once.</summary>
     public bool TryEnd() => Interlocked.Exchange(ref _ended, 1) == 0;
 
+    /// <summary>The session has ended (logout, connection loss, reinstatement, fn rm).</summary>
+    public bool Ended => Volatile.Read(ref _ended) != 0;
+
     /// <summary>The connection currently serving the session (MaxConnections=1).</summary>
     public IscsiConnection? Connection { get; set; }
 

@@ -36,6 +36,12 @@ internal static partial class Log
     [LoggerMessage(1009, LogLevel.Information, "conn {ConnectionId}: logout reason {Reason}")]
     public static partial void Logout(ILogger logger, long connectionId, int reason);
 
+    [LoggerMessage(1017, LogLevel.Information, "conn {ConnectionId}: login waits for {Count} command(s) of the initiator's ended session still at the back end (RFC 7143 §6.3.5)")]
+    public static partial void AwaitingOldCommands(ILogger logger, long connectionId, int count);
+
+    [LoggerMessage(1018, LogLevel.Warning, "conn {ConnectionId}: {Count} command(s) of the ended session still at the back end after the login timeout; login refused with 0x0301 (service unavailable)")]
+    public static partial void OldCommandsStillRunning(ILogger logger, long connectionId, int count);
+
     [LoggerMessage(1010, LogLevel.Information, "session tsih={Tsih} of {Initiator} reinstated by a new login (RFC 7143 §6.3.5)")]
     public static partial void Reinstated(ILogger logger, ushort tsih, string initiator);
 

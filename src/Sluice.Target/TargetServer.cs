@@ -27,6 +27,10 @@ public sealed partial class TargetServer : IAsyncDisposable
     private readonly List<(Socket Socket, ushort Tpgt, Task Loop)> _listeners = [];
     private readonly Lock _connectionsLock = new();
     private readonly HashSet<IscsiConnection> _connections = [];
+    private readonly HashSet<IscsiConnection> _draining = [];
+
+    /// <summary>Tests: wraps each LUN's own back end when it is opened (a device with controlled timing).</summary>
+    internal Func<IBlockDevice, IBlockDevice>? WrapDevice { get; set; }
     private readonly HashSet<Task> _connectionTasks = [];
     private readonly CancellationTokenSource _stopping = new();
     private long _nextConnectionId;
@@ -187,6 +191,7 @@ public sealed partial class TargetServer : IAsyncDisposable
                 }
 
                 device = BlockDeviceFactory.Open(spec!, _config.DataDir, lun.ReadOnly, writeThrough);
+                device = WrapDevice?.Invoke(device) ?? device;
                 _devices.Add(device);
                 deviceKey = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{t.Name}/{lun.Number}");
             }
@@ -335,6 +340,29 @@ public sealed partial class TargetServer : IAsyncDisposable
 
     internal void ConnectionClosed(IscsiConnection connection)
     {
+        if (connection.ExecutingCount > 0)
+        {
+            // Commands still at the back end: a new login of this initiator waits for them.
+            lock (_connectionsLock)
+            {
+                _draining.Add(connection);
+            }
+
+            _ = connection.BackendIdleAsync().ContinueWith(
+                static (_, state) =>
+                {
+                    var (server, c) = ((TargetServer, IscsiConnection))state!;
+                    lock (server._connectionsLock)
+                    {
+                        server._draining.Remove(c);
+                    }
+                },
+                (this, connection),
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+        }
+
         lock (_connectionsLock)
         {
             if (_connections.Remove(connection))
@@ -370,9 +398,11 @@ public sealed partial class TargetServer : IAsyncDisposable
     /// same initiator, ISID, target and portal group, RFC 7143 §6.3.5) or, with a TSIH, the
     /// existing one.
     /// </summary>
-    internal IscsiSession? CompleteLogin(IscsiConnection connection, TargetLoginStateMachine machine, ulong isid, ushort tsih, IscsiSession? existing, ushort tpgt, uint cmdSN, out ushort failStatus)
+    /// <param name="draining">Ended connections of the same initiator and target whose back-end operations are still running; the login waits for them before its final response (IscsiConnection.Drain.cs).</param>
+    internal IscsiSession? CompleteLogin(IscsiConnection connection, TargetLoginStateMachine machine, ulong isid, ushort tsih, IscsiSession? existing, ushort tpgt, uint cmdSN, out ushort failStatus, out List<IscsiConnection> draining)
     {
         failStatus = 0;
+        draining = [];
         if (tsih != 0 && existing is not null && existing.Tpgt != tpgt)
         {
             // A session's connections stay within its portal group (RFC 7143 §4.4.1): through
@@ -392,7 +422,12 @@ public sealed partial class TargetServer : IAsyncDisposable
             }
 
             existing.Connection = connection;
-            old?.Close();
+            if (old is not null)
+            {
+                old.Close();
+                draining.Add(old);
+            }
+
             return existing;
         }
 
@@ -426,6 +461,24 @@ public sealed partial class TargetServer : IAsyncDisposable
             Log.Reinstated(_logger, previous.Tsih, initiator);
             EndSession(previous);
             previous.Connection?.Close();
+        }
+
+        if (target is not null)
+        {
+            // Every connection of this initiator to this target that has ended (just now, or
+            // earlier with commands still at the back end) — whatever its ISID or portal group.
+            lock (_connectionsLock)
+            {
+                foreach (var c in _connections.Concat(_draining))
+                {
+                    if (!ReferenceEquals(c, connection) && c.SessionServed is { } served && ReferenceEquals(served.Target, target)
+                        && string.Equals(served.InitiatorName, initiator, StringComparison.OrdinalIgnoreCase)
+                        && (served.Ended || ReferenceEquals(served, previous)) && c.ExecutingCount > 0)
+                    {
+                        draining.Add(c);
+                    }
+                }
+            }
         }
 
         ushort newTsih = Sessions.Add(
