@@ -128,6 +128,9 @@ public sealed class CpCommandTests : IAsyncLifetime
         (code, _, error) = await RunAsync("inq", Url(7));
         Assert.Equal(1, code);
         Assert.Equal($"sluice inq: {Url(7)}: no such LUN (the target has LUN 0, 1, 2){Environment.NewLine}", error);
+        (code, _, error) = await RunAsync("bench", "--time", "1s", Url(7));
+        Assert.Equal(1, code);
+        Assert.Equal($"sluice bench: {Url(7)}: no such LUN{Environment.NewLine}", error);
     }
 
     [Fact]

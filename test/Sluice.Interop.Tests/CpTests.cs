@@ -164,7 +164,7 @@ public abstract class CpTests<TFixture>(TFixture target, ITestOutputHelper outpu
             AssertOneLineError(Sluice("cp", image, noLun.Url()), 1, $"sluice cp: {noLun.Url()}: no such LUN (the target has LUN "),
             AssertOneLineError(Sluice("cp", noLun.Url(), Scratch("x.raw")), 1, "no such LUN"),
             AssertOneLineError(Sluice("inq", noLun.Url()), 1, $"sluice inq: {noLun.Url()}: no such LUN"),
-            AssertOneLineError(Sluice("bench", "--time", "1s", noLun.Url()), 1, "sluice bench: "),
+            AssertOneLineError(Sluice("bench", "--time", "1s", noLun.Url()), 1, $"sluice bench: {noLun.Url()}: no such LUN"),
             AssertOneLineError(Sluice("cp", "--chap", $"{TargetFixture.ChapUser}:wrong-secret-9", image, Target.Chap.Url()), 1,
                 "sluice cp: login failed: authentication failure (status 0x0201)"),
             AssertOneLineError(Sluice("cp", image, Target.Chap.Url()), 1, "sluice cp: login failed: authentication failure"),

@@ -227,7 +227,17 @@ internal static class BenchCommand
                     options = options with { InitiatorName = iqn };
                 }
 
-                var lun = await IscsiLun.OpenAsync(url, options, ct);
+                IscsiLun lun;
+                try
+                {
+                    lun = await IscsiLun.OpenAsync(url, options, ct);
+                }
+                catch (ScsiCommandException e) when (e.Asc == 0x25)
+                {
+                    // SPC-4 §4.5.6: LOGICAL UNIT NOT SUPPORTED — say it as cp and inq do.
+                    throw new IOException($"{url}: no such LUN", e);
+                }
+
                 if (spec.Bs % lun.BlockSize != 0)
                 {
                     await lun.DisposeAsync();
