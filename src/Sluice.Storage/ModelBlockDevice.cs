@@ -12,12 +12,17 @@ namespace Sluice.Storage;
 /// Service is booked on a schedule when the I/O arrives (earliest free lane, then the pipe) and the
 /// call completes when its booked finish time has passed on the <see cref="TimeProvider"/>; the data
 /// is moved then. Booking ahead means a late timer adds latency but does not lose throughput.
+/// On the system clock the finish times are kept by <see cref="DeadlineTimer"/> (one thread, a
+/// deadline-ordered queue, a fine sleep and a short spin: tens of microseconds late rather than
+/// the milliseconds of <c>Task.Delay</c> on a loaded host); any other <see cref="TimeProvider"/>
+/// (a test's fake clock) is waited on with its own timers.
 /// Flush and unmap take no time. Concurrent calls are safe, like <see cref="MemoryBlockDevice"/>.
 /// </remarks>
 public sealed class ModelBlockDevice : IBlockDevice
 {
     private readonly MemoryBlockDevice _data;
     private readonly TimeProvider _time;
+    private readonly DeadlineTimer? _precise;
     private readonly Lock _lock = new();
     private readonly long[] _laneFree;
     private readonly long _laneTicks;
@@ -36,6 +41,7 @@ public sealed class ModelBlockDevice : IBlockDevice
         Spec = spec;
         _data = new MemoryBlockDevice(spec.Size, readOnly);
         _time = timeProvider ?? TimeProvider.System;
+        _precise = ReferenceEquals(_time, TimeProvider.System) ? DeadlineTimer.Shared : null;
         double frequency = _time.TimestampFrequency;
         _latencyTicks = (long)Math.Ceiling(spec.Latency.TotalSeconds * frequency);
         if (spec.Iops > 0)
@@ -69,17 +75,19 @@ public sealed class ModelBlockDevice : IBlockDevice
     /// <inheritdoc/>
     public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        long wait = InRange(offset, destination.Length) ? Book(destination.Length) : 0;
-        return wait <= 0 ? _data.ReadAsync(offset, destination, cancellationToken) : ReadLaterAsync(wait, offset, destination, cancellationToken);
+        long finish = 0;
+        long wait = InRange(offset, destination.Length) ? Book(destination.Length, out finish) : 0;
+        return wait <= 0 ? _data.ReadAsync(offset, destination, cancellationToken) : ReadLaterAsync(wait, finish, offset, destination, cancellationToken);
     }
 
     /// <inheritdoc/>
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool forceUnitAccess, CancellationToken cancellationToken = default)
     {
-        long wait = InRange(offset, source.Length) && !IsReadOnly ? Book(source.Length) : 0;
+        long finish = 0;
+        long wait = InRange(offset, source.Length) && !IsReadOnly ? Book(source.Length, out finish) : 0;
         return wait <= 0
             ? _data.WriteAsync(offset, source, forceUnitAccess, cancellationToken)
-            : WriteLaterAsync(wait, offset, source, forceUnitAccess, cancellationToken);
+            : WriteLaterAsync(wait, finish, offset, source, forceUnitAccess, cancellationToken);
     }
 
     /// <inheritdoc/>
@@ -94,8 +102,8 @@ public sealed class ModelBlockDevice : IBlockDevice
 
     private bool InRange(long offset, long length) => offset >= 0 && length >= 0 && offset <= Length - length;
 
-    /// <summary>Books an I/O of <paramref name="bytes"/>; returns the ticks until it is done.</summary>
-    private long Book(int bytes)
+    /// <summary>Books an I/O of <paramref name="bytes"/>; returns the ticks until it is done (at <paramref name="finish"/>).</summary>
+    private long Book(int bytes, out long finish)
     {
         lock (_lock)
         {
@@ -112,7 +120,7 @@ public sealed class ModelBlockDevice : IBlockDevice
                 }
                 start = Math.Max(now, _laneFree[lane]);
             }
-            long finish = start + _latencyTicks;
+            finish = start + _latencyTicks;
             if (_ticksPerByte > 0)
             {
                 _pipeFree = Math.Max(_pipeFree, start) + (long)Math.Ceiling(bytes * _ticksPerByte);
@@ -127,15 +135,20 @@ public sealed class ModelBlockDevice : IBlockDevice
     private TimeSpan ToTimeSpan(long ticks) =>
         TimeSpan.FromTicks((long)Math.Ceiling(ticks * (double)TimeSpan.TicksPerSecond / _time.TimestampFrequency));
 
-    private async ValueTask ReadLaterAsync(long wait, long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    private Task WaitAsync(long wait, long finish, CancellationToken cancellationToken) =>
+        _precise is { } precise
+            ? precise.WaitUntilAsync(finish, cancellationToken)
+            : Task.Delay(ToTimeSpan(wait), _time, cancellationToken);
+
+    private async ValueTask ReadLaterAsync(long wait, long finish, long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        await Task.Delay(ToTimeSpan(wait), _time, cancellationToken).ConfigureAwait(false);
+        await WaitAsync(wait, finish, cancellationToken).ConfigureAwait(false);
         await _data.ReadAsync(offset, destination, cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask WriteLaterAsync(long wait, long offset, ReadOnlyMemory<byte> source, bool forceUnitAccess, CancellationToken cancellationToken)
+    private async ValueTask WriteLaterAsync(long wait, long finish, long offset, ReadOnlyMemory<byte> source, bool forceUnitAccess, CancellationToken cancellationToken)
     {
-        await Task.Delay(ToTimeSpan(wait), _time, cancellationToken).ConfigureAwait(false);
+        await WaitAsync(wait, finish, cancellationToken).ConfigureAwait(false);
         await _data.WriteAsync(offset, source, forceUnitAccess, cancellationToken).ConfigureAwait(false);
     }
 }

@@ -48,6 +48,7 @@ public class ModelBackendSpecTests
     }
 }
 
+[Collection("real clock")]
 public class ModelBlockDeviceTests
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(10);
