@@ -30,6 +30,8 @@ internal sealed class QosRequest : IValueTaskSource<Grant>
     internal FunctionHandle? Function;
     internal int Bytes;
     internal long Arrival;
+    internal long Dispatched;
+    internal double Cost;
     internal int Version;
     internal States State;
     internal DispatchPhase Phase;

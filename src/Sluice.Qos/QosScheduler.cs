@@ -40,6 +40,22 @@ namespace Sluice.Qos;
 /// <see cref="QosSchedulerOptions.HoldBackRecovery"/> per judgement without a miss (or slice in which
 /// no target function has completions), back to 1 (no hold).
 /// Reservations are never held back.</para>
+/// <para><b>Adaptive bound</b> (<see cref="QosSchedulerOptions.AdaptiveOutstanding"/>; in the spirit of
+/// TCP Vegas and of PARDA, Gulati, Ahmad, Waldspurger, FAST 2009): a request is sent only while the
+/// cost outstanding at the back end (<c>1 + bytes / CostUnitBytes</c> per request) is below a window
+/// <c>W</c>, so that requests wait here, in the scheduler's order, rather than in the device's own
+/// queue (a large request may take the outstanding cost above <c>W</c>; nothing else is sent until
+/// it drops below again). Once per slice, the mean dispatch-to-completion time of the slice's small
+/// requests (at most <c>CostUnitBytes</c>, whose time is latency rather than transfer) is compared
+/// with the base, the fastest single small request of the last ten latency windows (one that found
+/// the device idle, like BBR's minimum round-trip time): above
+/// <c>base x (1 + AdaptiveLatencyTolerance)</c> the device is queueing and <c>W</c> moves half-way to
+/// <c>W x (1 + tolerance) / ratio</c> (not below <see cref="QosSchedulerOptions.AdaptiveMinCost"/>);
+/// within it, and if <c>W</c> held a request back during the slice, <c>W</c> grows towards the same
+/// figure by at least one unit and at most a quarter. Slices without enough small completions grow
+/// <c>W</c> by one unit if it held requests back (nothing to protect). Work conservation: the window
+/// only holds requests back while the device already has enough to keep its latency at the
+/// tolerated level, and grows whenever it binds without raising latency.</para>
 /// <para><b>Cost.</b> One lock per device; a scan over the backlogged functions per dispatch
 /// (O(backlogged functions)); request objects are pooled and awaited through
 /// <see cref="System.Threading.Tasks.Sources.ManualResetValueTaskSourceCore{TResult}"/>, so steady state
@@ -77,6 +93,20 @@ public sealed class QosScheduler : IDisposable
     private int _holdSlices;
     private bool _disposed;
 
+    // Adaptive bound (class remarks); _window is +infinity when the bound is fixed.
+    private readonly bool _adaptive;
+    private double _window = double.PositiveInfinity;
+    private double _outstandingCost;
+    private bool _windowBound;
+    private double _smallSum, _smallMin = double.PositiveInfinity;
+    private int _smallCount;
+    private readonly double[] _baseRing = [];
+    private int _baseCount, _baseNext;
+    private double _baseLatency;
+
+    /// <summary>Small completions a slice needs before the adaptive controller judges it.</summary>
+    internal const int AdaptiveMinSamples = 8;
+
     /// <summary>Creates a scheduler with <paramref name="options"/> (defaults when null).</summary>
     public QosScheduler(QosSchedulerOptions? options = null)
     {
@@ -89,6 +119,12 @@ public sealed class QosScheduler : IDisposable
         _origin = _time.GetTimestamp();
         _sliceTicks = Math.Max(1, (long)(_options.LatencyWindow.TotalSeconds * _k.Frequency / _options.LatencyWindowSlices));
         _sliceEnd = _sliceTicks;
+        _adaptive = _options.AdaptiveOutstanding;
+        if (_adaptive)
+        {
+            _window = Math.Max(_options.AdaptiveMinCost, _options.MaxOutstanding);
+            _baseRing = new double[10 * _options.LatencyWindowSlices];
+        }
         _timer = _time.CreateTimer(static s => ((QosScheduler)s!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
@@ -286,7 +322,12 @@ public sealed class QosScheduler : IDisposable
                     f.TargetMisses, f.SlaWindowsMissed, f.HoldScale,
                     LatencySummary.From(f.Total), LatencySummary.From(window)));
             }
-            return new QosSnapshot(Mode, _maxOutstanding, _outstanding, _queued, list);
+            return new QosSnapshot(Mode, _maxOutstanding, _outstanding, _queued, list)
+            {
+                OutstandingCostWindow = _window,
+                OutstandingCost = _outstandingCost,
+                BaseLatency = TimeSpan.FromSeconds(_baseLatency / _k.Frequency),
+            };
         }
     }
 
@@ -352,6 +393,14 @@ public sealed class QosScheduler : IDisposable
                 f.TargetMisses++;
             f.Outstanding--;
             _outstanding--;
+            _outstandingCost = _outstanding == 0 ? 0 : _outstandingCost - request.Cost;
+            if (_adaptive && request.Bytes <= _k.CostUnitBytes)
+            {
+                double service = now - request.Dispatched;
+                _smallSum += service;
+                _smallMin = Math.Min(_smallMin, service);
+                _smallCount++;
+            }
             Return(request);
             wake = _disposed ? null : Dispatch(now, null, out _);
         }
@@ -540,9 +589,14 @@ public sealed class QosScheduler : IDisposable
         {
             while (_outstanding < _maxOutstanding && _fifoHead is { } r)
             {
+                if (_outstandingCost >= _window)
+                {
+                    _windowBound = true;
+                    break;
+                }
                 Unlink(ref _fifoHead, ref _fifoTail, r);
                 r.Function!.WeightDispatches++;
-                Start(r, DispatchPhase.Fifo, self, ref selfDispatched, ref head, ref tail);
+                Start(r, DispatchPhase.Fifo, nowTicks, self, ref selfDispatched, ref head, ref tail);
             }
             return head;
         }
@@ -550,6 +604,11 @@ public sealed class QosScheduler : IDisposable
         double now = nowTicks;
         while (_outstanding < _maxOutstanding && _activeCount > 0)
         {
+            if (_outstandingCost >= _window)
+            {
+                _windowBound = true;
+                break;
+            }
             FunctionHandle? byReservation = null, byWeight = null;
             double bestR = double.PositiveInfinity, bestP = double.PositiveInfinity, wakeAt = double.PositiveInfinity;
             int reservationIndex = -1, weightIndex = -1;
@@ -628,18 +687,21 @@ public sealed class QosScheduler : IDisposable
                 Deactivate(chosen);
             else
                 Tag(chosen, activation: false);
-            Start(request, phase, self, ref selfDispatched, ref head, ref tail);
+            Start(request, phase, nowTicks, self, ref selfDispatched, ref head, ref tail);
         }
         return head;
     }
 
-    private void Start(QosRequest r, DispatchPhase phase, QosRequest? self, ref bool selfDispatched, ref QosRequest? head, ref QosRequest? tail)
+    private void Start(QosRequest r, DispatchPhase phase, long nowTicks, QosRequest? self, ref bool selfDispatched, ref QosRequest? head, ref QosRequest? tail)
     {
         var f = r.Function!;
         f.Queued--;
         f.Outstanding++;
         _queued--;
         _outstanding++;
+        r.Dispatched = nowTicks;
+        r.Cost = 1 + r.Bytes / _k.CostUnitBytes;
+        _outstandingCost += r.Cost;
         r.State = QosRequest.States.Dispatched;
         r.Phase = phase;
         if (r == self)
@@ -666,6 +728,8 @@ public sealed class QosScheduler : IDisposable
         long closed = (now - _sliceEnd) / _sliceTicks + 1;
         if (!_fifo)
             HoldBack();
+        if (_adaptive)
+            AdaptWindow();
         int slices = _options.LatencyWindowSlices;
         for (long i = 0; i < Math.Min(closed, slices); i++)
         {
@@ -674,6 +738,45 @@ public sealed class QosScheduler : IDisposable
                 f.Slices[_slice].Clear();
         }
         _sliceEnd += closed * _sliceTicks;
+    }
+
+    /// <summary>The adaptive bound's controller, once per closed slice (class remarks).</summary>
+    private void AdaptWindow()
+    {
+        double min = _options.AdaptiveMinCost;
+        if (_smallCount > 0)
+        {
+            // The base is the fastest small request of the last ten windows (like BBR's min RTT):
+            // one that found the device idle. Slice means would learn a loaded device as "unloaded".
+            _baseRing[_baseNext] = _smallMin;
+            _baseNext = (_baseNext + 1) % _baseRing.Length;
+            _baseCount = Math.Min(_baseCount + 1, _baseRing.Length);
+            double baseLatency = double.PositiveInfinity;
+            for (int i = 0; i < _baseCount; i++)
+                baseLatency = Math.Min(baseLatency, _baseRing[i]);
+            _baseLatency = baseLatency;
+        }
+        if (_smallCount >= AdaptiveMinSamples)
+        {
+            double mean = _smallSum / _smallCount;
+            double baseLatency = _baseLatency;
+            double tolerated = 1 + _options.AdaptiveLatencyTolerance;
+            double ratio = mean / Math.Max(baseLatency, 1);
+            double goal = _window * tolerated / ratio;
+            if (ratio > tolerated)
+                _window = Math.Max(min, (_window + goal) / 2);
+            else if (_windowBound)
+                _window += Math.Clamp(goal - _window, 1, Math.Max(1, _window / 4));
+        }
+        else if (_windowBound)
+        {
+            _window += 1;
+        }
+        _window = Math.Min(_window, 1e9);
+        _smallSum = 0;
+        _smallMin = double.PositiveInfinity;
+        _smallCount = 0;
+        _windowBound = false;
     }
 
     private void HoldBack()

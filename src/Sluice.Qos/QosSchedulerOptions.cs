@@ -48,6 +48,25 @@ public sealed record QosSchedulerOptions
     /// </summary>
     public int CostUnitBytes { get; init; } = DefaultCostUnitBytes;
 
+    /// <summary>
+    /// Bound the back end's outstanding work adaptively as well (config key <c>qos.adaptiveOutstanding</c>):
+    /// besides at most <see cref="MaxOutstanding"/> requests, a request is sent only while the cost
+    /// outstanding (<c>1 + bytes / CostUnitBytes</c> per request, the weight-phase unit) is below a
+    /// window that a delay-based controller keeps where small requests' device latency stays within
+    /// <see cref="AdaptiveLatencyTolerance"/> of its unloaded value (see <see cref="QosScheduler"/>).
+    /// </summary>
+    public bool AdaptiveOutstanding { get; init; }
+
+    /// <summary>
+    /// How much longer than unloaded (the smallest slice mean of recent history) small requests'
+    /// dispatch-to-completion latency may be before the adaptive window shrinks: 0.5 = 50% longer,
+    /// i.e. about half a request of queueing per device lane.
+    /// </summary>
+    public double AdaptiveLatencyTolerance { get; init; } = 0.5;
+
+    /// <summary>The adaptive window, in cost units, never goes below this (2: two small requests).</summary>
+    public double AdaptiveMinCost { get; init; } = 2;
+
     /// <summary>The sliding window over which per-function latency quantiles are reported.</summary>
     public TimeSpan LatencyWindow { get; init; } = TimeSpan.FromSeconds(1);
 
@@ -89,6 +108,10 @@ public sealed record QosSchedulerOptions
     internal void Validate()
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxOutstanding);
+        if (!(AdaptiveLatencyTolerance > 0) || double.IsInfinity(AdaptiveLatencyTolerance))
+            throw new ArgumentOutOfRangeException(nameof(AdaptiveLatencyTolerance), AdaptiveLatencyTolerance, "must be > 0");
+        if (!(AdaptiveMinCost >= 1) || double.IsInfinity(AdaptiveMinCost))
+            throw new ArgumentOutOfRangeException(nameof(AdaptiveMinCost), AdaptiveMinCost, "must be >= 1");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(CostUnitBytes);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LatencyWindow, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(LatencyWindowSlices);

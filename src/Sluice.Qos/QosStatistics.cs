@@ -48,4 +48,17 @@ public sealed record QosSnapshot(
     int MaxOutstanding,
     int Outstanding,
     int Queued,
-    IReadOnlyList<QosFunctionStats> Functions);
+    IReadOnlyList<QosFunctionStats> Functions)
+{
+    /// <summary>
+    /// The adaptive bound on outstanding cost (<see cref="QosSchedulerOptions.AdaptiveOutstanding"/>),
+    /// in cost units; infinity when the bound is fixed.
+    /// </summary>
+    public double OutstandingCostWindow { get; init; } = double.PositiveInfinity;
+
+    /// <summary>The cost outstanding now (<c>1 + bytes / CostUnitBytes</c> per request).</summary>
+    public double OutstandingCost { get; init; }
+
+    /// <summary>The adaptive controller's unloaded latency of small requests (0 before it has one).</summary>
+    public TimeSpan BaseLatency { get; init; }
+}

@@ -28,6 +28,8 @@ internal sealed class FunctionRegistry : IDisposable
             Mode = config.Qos.Mode == "fifo" ? QosMode.Fifo : QosMode.MClock,
             MaxOutstanding = config.Qos.MaxOutstanding,
             CostUnitBytes = config.Qos.CostUnitBytes,
+            AdaptiveOutstanding = config.Qos.AdaptiveOutstanding,
+            AdaptiveLatencyTolerance = config.Qos.AdaptiveLatencyTolerance,
             TimeProvider = timeProvider ?? TimeProvider.System,
         };
         foreach (var f in config.Functions)

@@ -6,11 +6,14 @@ namespace Sluice.Qos.Tests;
 /// A discrete-time model of a back end behind a <see cref="QosScheduler"/> on a fake clock: closed-loop
 /// clients keep a fixed number of requests in flight, the device serves each dispatched request in a
 /// fixed time with <c>MaxOutstanding</c> in parallel, so its capacity is <c>MaxOutstanding / service</c>.
+/// With <see cref="Lanes"/> set, the device instead has that many servers and its own FIFO queue
+/// (a request waits for the earliest free lane), like a real device with a deep queue.
 /// Continuations run inline, so the whole run is deterministic.
 /// </summary>
 internal sealed class Simulation : IDisposable
 {
     private readonly PriorityQueue<(Grant Grant, Client Client), long> _device = new();
+    private long[] _laneFree = [];
 
     public Simulation(int maxOutstanding = 8, TimeSpan? service = null, QosMode mode = QosMode.MClock,
         Func<QosSchedulerOptions, QosSchedulerOptions>? configure = null)
@@ -33,6 +36,16 @@ internal sealed class Simulation : IDisposable
 
     /// <summary>Device service time of one request (any size).</summary>
     public TimeSpan Service { get; set; }
+
+    /// <summary>Device servers with a FIFO queue in front (0: every dispatched request is served at once).</summary>
+    public int Lanes
+    {
+        get => _laneFree.Length;
+        set => _laneFree = new long[value];
+    }
+
+    /// <summary>Dispatch-to-completion times of completed requests, in seconds, by client.</summary>
+    public double DeviceSeconds(Client c) => c.DeviceTicks / (double)Time.TimestampFrequency;
 
     /// <summary>Clock step; completions are delivered on step boundaries.</summary>
     public TimeSpan Step { get; set; } = TimeSpan.FromMicroseconds(100);
@@ -88,6 +101,9 @@ internal sealed class Simulation : IDisposable
         public long Issued { get; private set; }
 
         public long Completed => _completions.Count;
+
+        /// <summary>Sum of dispatch-to-completion ticks of this client's requests.</summary>
+        public long DeviceTicks { get; set; }
 
         public List<Grant> Grants { get; } = [];
 
@@ -146,7 +162,22 @@ internal sealed class Simulation : IDisposable
 
         private void OnGranted(Grant grant)
         {
-            long due = _sim.Time.GetTimestamp() + (long)(_sim.Service.TotalSeconds * _sim.Time.TimestampFrequency);
+            long now = _sim.Time.GetTimestamp();
+            long service = (long)(_sim.Service.TotalSeconds * _sim.Time.TimestampFrequency);
+            long due = now + service;
+            var lanes = _sim._laneFree;
+            if (lanes.Length > 0)
+            {
+                int lane = 0;
+                for (int i = 1; i < lanes.Length; i++)
+                {
+                    if (lanes[i] < lanes[lane])
+                        lane = i;
+                }
+                due = Math.Max(now, lanes[lane]) + service;
+                lanes[lane] = due;
+            }
+            DeviceTicks += due - now;
             _sim._device.Enqueue((grant, this), due);
         }
     }

@@ -53,6 +53,7 @@ public sealed class QosConfigTests
         { "unscheduled user", "targets[1].luns[0].backend: device 'pool' is shared by function 'gold'" },
         { "mode", "qos.mode: must be mclock or fifo (got 'wfq')" },
         { "outstanding", "qos.maxOutstanding: must be between 1 and 65535 (got 0)" },
+        { "tolerance", "qos.adaptiveLatencyTolerance: must be between 0.05 and 10 (got 0)" },
     };
 
     [Theory]
@@ -81,6 +82,7 @@ public sealed class QosConfigTests
             case "unscheduled user": c.Functions.RemoveAt(1); break;
             case "mode": c.Qos.Mode = "wfq"; break;
             case "outstanding": c.Qos.MaxOutstanding = 0; break;
+            case "tolerance": c.Qos.AdaptiveOutstanding = true; c.Qos.AdaptiveLatencyTolerance = 0; break;
         }
 
         var e = Assert.Throws<ConfigException>(() => ConfigValidator.Validate(c));

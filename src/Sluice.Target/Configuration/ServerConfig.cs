@@ -132,6 +132,12 @@ public sealed class QosConfig
 
     /// <summary>Bytes that cost as much as one I/O in the proportional (weight) share.</summary>
     public int CostUnitBytes { get; set; } = 65536;
+
+    /// <summary>Also bound the outstanding cost by a window adapted to the device's latency.</summary>
+    public bool AdaptiveOutstanding { get; set; }
+
+    /// <summary>How much above its unloaded value small requests' device latency may rise before the window shrinks.</summary>
+    public double AdaptiveLatencyTolerance { get; set; } = 0.5;
 }
 
 public sealed class ChapConfig

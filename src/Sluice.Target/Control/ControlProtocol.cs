@@ -300,6 +300,9 @@ public static class ControlProtocol
                 ["mode"] = snapshot.Mode == QosMode.Fifo ? "fifo" : "mclock",
                 ["max_outstanding"] = snapshot.MaxOutstanding,
                 ["outstanding"] = snapshot.Outstanding,
+                ["outstanding_cost_window"] = double.IsFinite(snapshot.OutstandingCostWindow) ? Math.Round(snapshot.OutstandingCostWindow, 2) : null,
+                ["outstanding_cost"] = Math.Round(snapshot.OutstandingCost, 2),
+                ["base_latency_ms"] = Math.Round(snapshot.BaseLatency.TotalMilliseconds, 3),
                 ["queued"] = snapshot.Queued,
                 ["functions"] = list,
             });
