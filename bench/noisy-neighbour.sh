@@ -5,7 +5,8 @@
 # function IOPS and p99 latency over time. See docs/performance.md for the results.
 #
 #   bench/noisy-neighbour.sh [--backends model,file] [--duration S] [--solo-duration S]
-#                            [--model SPEC] [--max-outstanding N] [--latency-factor F]
+#                            [--model SPEC] [--max-outstanding N] [--adaptive on|off]
+#                            [--tolerance T] [--cost-unit auto|BYTES] [--latency-factor F]
 #                            [--out DIR] [--png-dir DIR]
 #                            [--artifacts-path DIR] [--no-build]
 #
@@ -15,6 +16,12 @@
 #   silver weight 2, 4 KiB random reads at QD16
 #   bulk   weight 1, limit 50% of capacity (IOPS and MB/s), 1 MiB writes at QD32 plus
 #          4 KiB random writes at QD8
+# The mclock runs bound the device's outstanding work adaptively (qos.adaptiveOutstanding, with
+# qos.adaptiveLatencyTolerance T = 0.5; --adaptive off: only the fixed qos.maxOutstanding N = 8);
+# the FIFO run is plain: arrival order, the fixed bound N only. qos.costUnitBytes (what a byte
+# costs against an I/O in the weight share) is calibrated per back end from the measured capacity,
+# capacity MB/s / capacity IOPS (--cost-unit auto), so that a 1 MiB write costs what it takes of
+# the device; the server is restarted with it after the calibration.
 # Capacity is measured first on each back end (4 KiB random reads at QD32 -> IOPS, 1 MiB
 # writes at QD32 -> MB/s, each solo); the service levels are then set from it with `sluice fn
 # set`. A second mclock together-run raises gold's reservation a third of the way in with
@@ -27,10 +34,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))"
 BACKENDS="model,file"; DURATION=15; SOLO=8; MODEL="model:2GiB:iops=3000,mbps=300,latency=1ms"
-MAX_OUT=8; LAT_FACTOR=1.5; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
+MAX_OUT=8; COST_ARG=auto; COST_UNIT=65536; ADAPTIVE=on; TOLERANCE=0.5; LAT_FACTOR=1.5; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
 CMDLINE="bench/noisy-neighbour.sh $*"
 
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --backends) BACKENDS="$2"; shift ;;
@@ -38,6 +45,9 @@ while [[ $# -gt 0 ]]; do
     --solo-duration) SOLO="$2"; shift ;;
     --model) MODEL="$2"; shift ;;
     --max-outstanding) MAX_OUT="$2"; shift ;;
+    --adaptive) ADAPTIVE="$2"; shift ;;
+    --tolerance) TOLERANCE="$2"; shift ;;
+    --cost-unit) COST_ARG="$2"; shift ;;
     --latency-factor) LAT_FACTOR="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --png-dir) PNG_DIR="$2"; shift ;;
@@ -83,6 +93,8 @@ trap cleanup EXIT
 IQN=iqn.2026-11.dev.sluice
 # write_config FILE DATADIR BACKEND MODE: the three functions, best-effort (levels come by fn set)
 write_config() {
+  local adaptive=false
+  [[ $4 == mclock && $ADAPTIVE == on ]] && adaptive=true
   cat >"$1" <<EOF
 {
   "dataDir": "$2",
@@ -98,7 +110,7 @@ write_config() {
     { "name": "silver", "targets": ["$IQN:silver"], "weight": 2 },
     { "name": "bulk",   "targets": ["$IQN:bulk"],   "weight": 1 }
   ],
-  "qos": { "mode": "$4", "maxOutstanding": $MAX_OUT }
+  "qos": { "mode": "$4", "maxOutstanding": $MAX_OUT, "adaptiveOutstanding": $adaptive, "adaptiveLatencyTolerance": $TOLERANCE, "costUnitBytes": $COST_UNIT }
 }
 EOF
 }
@@ -134,13 +146,15 @@ jq_num() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(ev
 
 for BACKEND in ${BACKENDS//,/ }; do
   D="$OUT/$BACKEND"; rm -rf "$D"; mkdir -p "$D"
+  LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
   DATA="$D/data"; mkdir -p "$DATA"
   case "$BACKEND" in
     model) SPEC="$MODEL" ;;
     file) SPEC="file:$DATA/pool.img:2GiB" ;;
     *) die "unknown back end '$BACKEND' (model or file)" ;;
   esac
-  log "[$BACKEND] device $SPEC, qos.maxOutstanding $MAX_OUT"
+  COST_UNIT=65536
+  log "[$BACKEND] device $SPEC, qos.maxOutstanding $MAX_OUT, adaptive $ADAPTIVE (tolerance $TOLERANCE)"
   write_config "$D/mclock.json" "$DATA" "$SPEC" mclock
   start_server "$D/mclock.json" "$D/serve-mclock.log"
 
@@ -157,6 +171,15 @@ for BACKEND in ${BACKENDS//,/ }; do
   BULK_LIM=$(( CAP_IOPS * 50 / 100 ))
   BULK_LIM_MB=$(( CAP_MBPS * 50 / 100 ))
   log "[$BACKEND] capacity $CAP_IOPS IOPS / $CAP_MBPS MB/s: gold reservation $GOLD_RES IOPS, bulk limit $BULK_LIM IOPS + $BULK_LIM_MB MB/s"
+  if [[ $COST_ARG == auto ]]; then
+    COST_UNIT=$(python3 -c "print(max(4096, min(1 << 30, round($CAP_MBPS * 1e6 / $CAP_IOPS / 4096) * 4096)))")
+  else
+    COST_UNIT=$COST_ARG
+  fi
+  log "[$BACKEND] qos.costUnitBytes $COST_UNIT: restarting the server with it"
+  stop_server
+  write_config "$D/mclock.json" "$DATA" "$SPEC" mclock
+  start_server "$D/mclock.json" "$D/serve-mclock.log"
   fnset gold "reservation_iops=$GOLD_RES" priority=1
   fnset silver weight=2
   fnset bulk weight=1 "limit_iops=$BULK_LIM" "limit_mbps=$BULK_LIM_MB"
@@ -197,10 +220,11 @@ for BACKEND in ${BACKENDS//,/ }; do
 
   cat >"$D/params.json" <<EOF
 { "backend": "$BACKEND", "device": "$SPEC", "max_outstanding": $MAX_OUT,
+  "adaptive": "$ADAPTIVE", "tolerance": $TOLERANCE, "load_average_start": "$LOAD_START", "load_average_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
   "capacity_iops": $CAP_IOPS, "capacity_mbps": $CAP_MBPS,
   "gold_reservation_iops": $GOLD_RES, "gold_latency_target_ms": $TARGET_MS,
   "bulk_limit_iops": $BULK_LIM, "bulk_limit_mbps": $BULK_LIM_MB,
-  "weights": { "gold": 1, "silver": 2, "bulk": 1 }, "cost_unit_bytes": 65536,
+  "weights": { "gold": 1, "silver": 2, "bulk": 1 }, "cost_unit_bytes": $COST_UNIT,
   "fnset_at_s": $SET_AT, "fnset_reservation_iops": $NEW_RES,
   "command": "$CMDLINE" }
 EOF

@@ -60,10 +60,12 @@ public sealed class FunctionHandle
     internal void Apply(ServiceLevel level, in SchedulerConstants k)
     {
         Level = level;
-        RTicksPerIo = level.ReservationIops > 0 ? k.Frequency / level.ReservationIops : 0;
-        RTicksPerByte = level.ReservationMbps > 0 ? k.Frequency / (level.ReservationMbps * 1e6) : 0;
         LTicksPerIo = level.LimitIops > 0 ? k.Frequency / level.LimitIops : 0;
         LTicksPerByte = level.LimitMbps > 0 ? k.Frequency / (level.LimitMbps * 1e6) : 0;
+        // Paced with the headroom, but never faster than the function's own limit.
+        double pace = 1 + k.ReservationHeadroom;
+        RTicksPerIo = level.ReservationIops > 0 ? Math.Max(k.Frequency / (level.ReservationIops * pace), LTicksPerIo) : 0;
+        RTicksPerByte = level.ReservationMbps > 0 ? Math.Max(k.Frequency / (level.ReservationMbps * 1e6 * pace), LTicksPerByte) : 0;
         HasReservation = RTicksPerIo > 0 || RTicksPerByte > 0;
         InverseWeight = 1 / level.Weight;
         TargetMicros = level.LatencyTargetMs > 0 ? (long)Math.Ceiling(level.LatencyTargetMs * 1000) : 0;
@@ -102,11 +104,13 @@ internal readonly struct SchedulerConstants
         Frequency = options.TimeProvider.TimestampFrequency;
         CostUnitBytes = options.CostUnitBytes;
         HoldBackMinIops = options.HoldBackMinIops;
+        ReservationHeadroom = options.ReservationHeadroom;
         Slices = options.LatencyWindowSlices;
     }
 
     public readonly double Frequency;
     public readonly double CostUnitBytes;
     public readonly double HoldBackMinIops;
+    public readonly double ReservationHeadroom;
     public readonly int Slices;
 }

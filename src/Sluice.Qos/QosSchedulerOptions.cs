@@ -67,6 +67,17 @@ public sealed record QosSchedulerOptions
     /// <summary>The adaptive window, in cost units, never goes below this (2: two small requests).</summary>
     public double AdaptiveMinCost { get; init; } = 2;
 
+    /// <summary>
+    /// The reservation phase paces a function at <c>(1 + ReservationHeadroom) x</c> its reservation
+    /// (never above its limit), config key <c>qos.reservationHeadroom</c>. A function that gets no more
+    /// than its reservation would otherwise receive it exactly on average, so completion jitter puts
+    /// about half of all one-second windows a little under it; 0.02 keeps them above.
+    /// </summary>
+    public double ReservationHeadroom { get; init; } = DefaultReservationHeadroom;
+
+    /// <summary>Default for <see cref="ReservationHeadroom"/>.</summary>
+    public const double DefaultReservationHeadroom = 0.02;
+
     /// <summary>The sliding window over which per-function latency quantiles are reported.</summary>
     public TimeSpan LatencyWindow { get; init; } = TimeSpan.FromSeconds(1);
 
@@ -110,6 +121,8 @@ public sealed record QosSchedulerOptions
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxOutstanding);
         if (!(AdaptiveLatencyTolerance > 0) || double.IsInfinity(AdaptiveLatencyTolerance))
             throw new ArgumentOutOfRangeException(nameof(AdaptiveLatencyTolerance), AdaptiveLatencyTolerance, "must be > 0");
+        if (!(ReservationHeadroom >= 0 && ReservationHeadroom <= 1))
+            throw new ArgumentOutOfRangeException(nameof(ReservationHeadroom), ReservationHeadroom, "must be in [0, 1]");
         if (!(AdaptiveMinCost >= 1) || double.IsInfinity(AdaptiveMinCost))
             throw new ArgumentOutOfRangeException(nameof(AdaptiveMinCost), AdaptiveMinCost, "must be >= 1");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(CostUnitBytes);

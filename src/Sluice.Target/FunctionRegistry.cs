@@ -29,6 +29,7 @@ internal sealed class FunctionRegistry : IDisposable
             MaxOutstanding = config.Qos.MaxOutstanding,
             CostUnitBytes = config.Qos.CostUnitBytes,
             AdaptiveOutstanding = config.Qos.AdaptiveOutstanding,
+            ReservationHeadroom = config.Qos.ReservationHeadroom,
             AdaptiveLatencyTolerance = config.Qos.AdaptiveLatencyTolerance,
             TimeProvider = timeProvider ?? TimeProvider.System,
         };

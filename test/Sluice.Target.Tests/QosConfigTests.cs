@@ -54,6 +54,7 @@ public sealed class QosConfigTests
         { "mode", "qos.mode: must be mclock or fifo (got 'wfq')" },
         { "outstanding", "qos.maxOutstanding: must be between 1 and 65535 (got 0)" },
         { "tolerance", "qos.adaptiveLatencyTolerance: must be between 0.05 and 10 (got 0)" },
+        { "headroom", "qos.reservationHeadroom: must be between 0 and 1 (got -0.1)" },
     };
 
     [Theory]
@@ -82,6 +83,7 @@ public sealed class QosConfigTests
             case "unscheduled user": c.Functions.RemoveAt(1); break;
             case "mode": c.Qos.Mode = "wfq"; break;
             case "outstanding": c.Qos.MaxOutstanding = 0; break;
+            case "headroom": c.Qos.ReservationHeadroom = -0.1; break;
             case "tolerance": c.Qos.AdaptiveOutstanding = true; c.Qos.AdaptiveLatencyTolerance = 0; break;
         }
 

@@ -133,6 +133,9 @@ public sealed class QosConfig
     /// <summary>Bytes that cost as much as one I/O in the proportional (weight) share.</summary>
     public int CostUnitBytes { get; set; } = 65536;
 
+    /// <summary>The reservation phase paces at (1 + this) x the reservation, never above the limit.</summary>
+    public double ReservationHeadroom { get; set; } = 0.02;
+
     /// <summary>Also bound the outstanding cost by a window adapted to the device's latency.</summary>
     public bool AdaptiveOutstanding { get; set; }
 
