@@ -87,7 +87,7 @@ stop_server() {
   fi
 }
 BENCH_PID=""
-cleanup() { [[ -n "$BENCH_PID" ]] && kill "$BENCH_PID" 2>/dev/null; stop_server; }
+cleanup() { [[ -n "$BENCH_PID" ]] && kill "$BENCH_PID" 2>/dev/null; stop_sampler; stop_server; }
 trap cleanup EXIT
 
 IQN=iqn.2026-11.dev.sluice
@@ -129,6 +129,35 @@ start_server() {
   done
   die "sluice serve did not become ready"
 }
+
+# sample_window OUT: every 0.5 s, the device scheduler's adaptive window (control endpoint "stats")
+sample_window() {
+  python3 - "$DATA/control.sock" "$1" <<'PY' &
+import json, socket, sys, time
+path, out = sys.argv[1], sys.argv[2]
+with open(out, "w") as f:
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX); s.connect(path); s.sendall(b'{"op":"stats"}\n')
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk: break
+                buf += chunk
+            s.close()
+            for d in json.loads(buf).get("devices", []):
+                f.write(json.dumps({"t": time.time(), "window": d.get("outstanding_cost_window"), "cost": d.get("outstanding_cost"),
+                                    "outstanding": d.get("outstanding"), "queued": d.get("queued"), "base_ms": d.get("base_latency_ms"),
+                                    "p99_ms": {x["name"]: x["window_p99_ms"] for x in d.get("functions", [])},
+                                    "hold": {x["name"]: x["hold_back_scale"] for x in d.get("functions", [])}}) + "\n")
+            f.flush()
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+PY
+  SAMPLER_PID=$!
+}
+stop_sampler() { [[ -n "${SAMPLER_PID:-}" ]] && kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""; }
 
 fnset() { "$SLUICE" fn set "$@" --data-dir "$DATA" >/dev/null; }
 
@@ -194,7 +223,9 @@ for BACKEND in ${BACKENDS//,/ }; do
   log "[$BACKEND] gold latency target $TARGET_MS ms"
 
   log "[$BACKEND] together, qos.mode mclock (${DURATION}s)"
+  sample_window "$D/window-mclock.jsonl"
   bench "$D/mclock.json.out" "$DURATION" $(GOLD) $(SILVER) $(BULK)
+  stop_sampler
   mv "$D/mclock.json.out" "$D/together-mclock.json"
 
   # Gold at QD16 here, so that it has the demand to use a larger reservation, and without its

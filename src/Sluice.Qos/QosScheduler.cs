@@ -47,13 +47,16 @@ namespace Sluice.Qos;
 /// queue (a large request may take the outstanding cost above <c>W</c>; nothing else is sent until
 /// it drops below again). Once per slice, the mean dispatch-to-completion time of the slice's small
 /// requests (at most <c>CostUnitBytes</c>, whose time is latency rather than transfer) is compared
-/// with the base, the fastest single small request of the last ten latency windows (one that found
-/// the device idle, like BBR's minimum round-trip time): above
+/// with the base, the smallest slice 10th percentile of small requests over the last ten latency
+/// windows (requests that found the device idle, like BBR's minimum round-trip time): above
 /// <c>base x (1 + AdaptiveLatencyTolerance)</c> the device is queueing and <c>W</c> moves half-way to
 /// <c>W x (1 + tolerance) / ratio</c> (not below <see cref="QosSchedulerOptions.AdaptiveMinCost"/>);
 /// within it, and if <c>W</c> held a request back during the slice, <c>W</c> grows towards the same
 /// figure by at least one unit and at most a quarter. Slices without enough small completions grow
-/// <c>W</c> by one unit if it held requests back (nothing to protect). Work conservation: the window
+/// <c>W</c> by one unit if it held requests back (nothing to protect). <c>W</c> starts at the
+/// minimum (so the first slices see the device unloaded), and once per ten windows one slice runs
+/// at the minimum again to re-measure the base (like BBR's ProbeRTT), which would otherwise creep
+/// up under constant load. Work conservation: the window
 /// only holds requests back while the device already has enough to keep its latency at the
 /// tolerated level, and grows whenever it binds without raising latency.</para>
 /// <para><b>Cost.</b> One lock per device; a scan over the backlogged functions per dispatch
@@ -98,11 +101,15 @@ public sealed class QosScheduler : IDisposable
     private double _window = double.PositiveInfinity;
     private double _outstandingCost;
     private bool _windowBound;
-    private double _smallSum, _smallMin = double.PositiveInfinity;
+    private double _smallSum;
     private int _smallCount;
+    private readonly LatencyHistogram _smallSlice = new();
     private readonly double[] _baseRing = [];
     private int _baseCount, _baseNext;
     private double _baseLatency;
+    private int _slicesSinceProbe;
+    private bool _probing;
+    private double _windowBeforeProbe;
 
     /// <summary>Small completions a slice needs before the adaptive controller judges it.</summary>
     internal const int AdaptiveMinSamples = 8;
@@ -122,7 +129,7 @@ public sealed class QosScheduler : IDisposable
         _adaptive = _options.AdaptiveOutstanding;
         if (_adaptive)
         {
-            _window = Math.Max(_options.AdaptiveMinCost, _options.MaxOutstanding);
+            _window = _options.AdaptiveMinCost; // slow start: the first slices measure the unloaded latency
             _baseRing = new double[10 * _options.LatencyWindowSlices];
         }
         _timer = _time.CreateTimer(static s => ((QosScheduler)s!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
@@ -398,7 +405,7 @@ public sealed class QosScheduler : IDisposable
             {
                 double service = now - request.Dispatched;
                 _smallSum += service;
-                _smallMin = Math.Min(_smallMin, service);
+                _smallSlice.Record((long)(service * 1e6 / _k.Frequency));
                 _smallCount++;
             }
             Return(request);
@@ -744,11 +751,14 @@ public sealed class QosScheduler : IDisposable
     private void AdaptWindow()
     {
         double min = _options.AdaptiveMinCost;
-        if (_smallCount > 0)
+        bool probed = _probing;
+        if (_smallCount >= AdaptiveMinSamples)
         {
-            // The base is the fastest small request of the last ten windows (like BBR's min RTT):
-            // one that found the device idle. Slice means would learn a loaded device as "unloaded".
-            _baseRing[_baseNext] = _smallMin;
+            // The base is the smallest slice 10th percentile of the last ten windows (like BBR's min
+            // RTT): requests that found the device idle. Slice means would learn a loaded device as
+            // "unloaded"; a plain minimum would learn a command that never reached the device
+            // (TEST UNIT READY, READ CAPACITY: a few microseconds) as the device's latency.
+            _baseRing[_baseNext] = _smallSlice.Quantile(0.10) * _k.Frequency / 1e6;
             _baseNext = (_baseNext + 1) % _baseRing.Length;
             _baseCount = Math.Min(_baseCount + 1, _baseRing.Length);
             double baseLatency = double.PositiveInfinity;
@@ -756,7 +766,12 @@ public sealed class QosScheduler : IDisposable
                 baseLatency = Math.Min(baseLatency, _baseRing[i]);
             _baseLatency = baseLatency;
         }
-        if (_smallCount >= AdaptiveMinSamples)
+        if (probed)
+        {
+            _probing = false;
+            _window = _windowBeforeProbe;
+        }
+        else if (_smallCount >= AdaptiveMinSamples)
         {
             double mean = _smallSum / _smallCount;
             double baseLatency = _baseLatency;
@@ -773,8 +788,18 @@ public sealed class QosScheduler : IDisposable
             _window += 1;
         }
         _window = Math.Min(_window, 1e9);
+        if (!probed && ++_slicesSinceProbe >= _baseRing.Length - 1 && _window > min)
+        {
+            // Before the base's history runs out, one slice at the minimum window re-measures the
+            // unloaded latency (like BBR's ProbeRTT): under constant load no request would find
+            // the device idle, and the base would creep up with the load it is meant to judge.
+            _probing = true;
+            _windowBeforeProbe = _window;
+            _window = min;
+            _slicesSinceProbe = 0;
+        }
         _smallSum = 0;
-        _smallMin = double.PositiveInfinity;
+        _smallSlice.Clear();
         _smallCount = 0;
         _windowBound = false;
     }

@@ -73,9 +73,9 @@ public class AdaptiveOutstandingTests
             RunContinuationsAsynchronously = false,
         });
         var f = s.RegisterFunction("f", ServiceLevel.BestEffort);
-        Assert.Equal(4, s.GetSnapshot().OutstandingCostWindow); // starts at MaxOutstanding cost units
+        Assert.Equal(2, s.GetSnapshot().OutstandingCostWindow); // starts at AdaptiveMinCost
         var small1 = s.AcquireAsync(f, 4096);
-        var large = s.AcquireAsync(f, 1 << 20);                    // 1.06 outstanding < 4: goes, 18.1 after
+        var large = s.AcquireAsync(f, 1 << 20);                    // 1.06 outstanding < 2: goes, 18.1 after
         var small2 = s.AcquireAsync(f, 4096);
         Assert.True(small1.IsCompleted && large.IsCompleted);
         Assert.False(small2.IsCompleted);
@@ -107,6 +107,47 @@ public class AdaptiveOutstandingTests
         sim.Lanes = 2;                           // and slower again: back down, latency back near the base
         sim.Run(TimeSpan.FromSeconds(2));
         Assert.InRange(sim.Scheduler.GetSnapshot().OutstandingCostWindow, 2, 1.5 * settled);
+    }
+
+    [Fact]
+    public void ConstantLoad_BaseStaysUnloadedAndThroughputHolds()
+    {
+        // 25 s of constant load, longer than the base's 10-s memory: the base must stay the
+        // unloaded latency (not the loaded one the window settles at) and the probes cheap.
+        // Tolerance 1: the window settles where every request waits for a lane.
+        using var sim = new Simulation(32, s_ms, configure: o => o with { AdaptiveOutstanding = true, AdaptiveLatencyTolerance = 1 }) { Lanes = 2 };
+        var c = sim.AddClient("c", ServiceLevel.BestEffort, depth: 32);
+        c.Start();
+        sim.Run(TimeSpan.FromSeconds(25));
+        var snap = sim.Scheduler.GetSnapshot();
+        Assert.InRange(snap.BaseLatency.TotalMilliseconds, 0.99, 1.2);
+        Assert.InRange(snap.OutstandingCostWindow, 2, 8);
+        Assert.InRange(c.Iops(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(25)), 0.95 * 2000, 2000 * 1.001);
+    }
+
+    [Fact]
+    public void BaseLatency_IgnoresTheOddInstantCommand()
+    {
+        // Commands that never reach the device (TEST UNIT READY, READ CAPACITY) complete in
+        // microseconds; one per 50 device requests must not become the "unloaded" latency.
+        var time = new FakeTimeProvider();
+        using var s = new QosScheduler(new QosSchedulerOptions
+        {
+            MaxOutstanding = 8,
+            AdaptiveOutstanding = true,
+            TimeProvider = time,
+            RunContinuationsAsynchronously = false,
+        });
+        var f = s.RegisterFunction("f", ServiceLevel.BestEffort);
+        for (int i = 0; i < 400; i++)
+        {
+            if (i % 50 == 0)
+                s.AcquireAsync(f, 512).Done().Dispose();
+            var grant = s.AcquireAsync(f, 4096).Done();
+            time.Advance(s_ms);
+            grant.Dispose();
+        }
+        Assert.InRange(s.GetSnapshot().BaseLatency.TotalMilliseconds, 0.9, 1.15);
     }
 
     [Fact]
