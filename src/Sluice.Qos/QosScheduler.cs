@@ -46,7 +46,8 @@ namespace Sluice.Qos;
 /// <c>W</c>, so that requests wait here, in the scheduler's order, rather than in the device's own
 /// queue (a large request may take the outstanding cost above <c>W</c>; nothing else is sent until
 /// it drops below again). Once per slice, the mean dispatch-to-completion time of the slice's small
-/// requests (at most <c>CostUnitBytes</c>, whose time is latency rather than transfer) is compared
+/// requests (512 bytes to <c>CostUnitBytes</c>: their time is latency rather than transfer, and a
+/// command without a block of data may never reach the device) is compared
 /// with the base, the smallest slice 10th percentile of small requests over the last ten latency
 /// windows (requests that found the device idle, like BBR's minimum round-trip time): above
 /// <c>base x (1 + AdaptiveLatencyTolerance)</c> the device is queueing and <c>W</c> moves half-way to
@@ -113,6 +114,9 @@ public sealed class QosScheduler : IDisposable
 
     /// <summary>Small completions a slice needs before the adaptive controller judges it.</summary>
     internal const int AdaptiveMinSamples = 8;
+
+    /// <summary>The smallest request the adaptive controller samples: one 512-byte block.</summary>
+    internal const int AdaptiveMinBytes = 512;
 
     /// <summary>Creates a scheduler with <paramref name="options"/> (defaults when null).</summary>
     public QosScheduler(QosSchedulerOptions? options = null)
@@ -401,7 +405,9 @@ public sealed class QosScheduler : IDisposable
             f.Outstanding--;
             _outstanding--;
             _outstandingCost = _outstanding == 0 ? 0 : _outstandingCost - request.Cost;
-            if (_adaptive && request.Bytes <= _k.CostUnitBytes)
+            // Small data transfers only: at least a block (commands without data or with a few
+            // bytes of it, INQUIRY, READ CAPACITY, never reach the device) and at most a cost unit.
+            if (_adaptive && request.Bytes >= AdaptiveMinBytes && request.Bytes <= _k.CostUnitBytes)
             {
                 double service = now - request.Dispatched;
                 _smallSum += service;
