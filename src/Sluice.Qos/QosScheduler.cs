@@ -48,8 +48,8 @@ namespace Sluice.Qos;
 /// it drops below again). Once per slice, the mean dispatch-to-completion time of the slice's small
 /// requests (512 bytes to <c>CostUnitBytes</c>: their time is latency rather than transfer, and a
 /// command without a block of data may never reach the device) is compared
-/// with the base, the smallest slice 10th percentile of small requests over the last ten latency
-/// windows (requests that found the device idle, like BBR's minimum round-trip time): above
+/// with the base, the smallest slice median of small requests over the last ten latency windows
+/// (like BBR's minimum round-trip time; the slices at the minimum window measure it): above
 /// <c>base x (1 + AdaptiveLatencyTolerance)</c> the device is queueing and <c>W</c> moves half-way to
 /// <c>W x (1 + tolerance) / ratio</c> (not below <see cref="QosSchedulerOptions.AdaptiveMinCost"/>);
 /// within it, and if <c>W</c> held a request back during the slice, <c>W</c> grows towards the same
@@ -758,13 +758,14 @@ public sealed class QosScheduler : IDisposable
     {
         double min = _options.AdaptiveMinCost;
         bool probed = _probing;
-        if (_smallCount >= AdaptiveMinSamples)
+        if (_smallCount >= 2 * AdaptiveMinSamples)
         {
-            // The base is the smallest slice 10th percentile of the last ten windows (like BBR's min
-            // RTT): requests that found the device idle. Slice means would learn a loaded device as
-            // "unloaded"; a plain minimum would learn a command that never reached the device
-            // (TEST UNIT READY, READ CAPACITY: a few microseconds) as the device's latency.
-            _baseRing[_baseNext] = _smallSlice.Quantile(0.10) * _k.Frequency / 1e6;
+            // The base is the smallest slice median of the last ten windows (like BBR's min RTT),
+            // taken from the slices that run at the minimum window (the slow start and the probes,
+            // below) or any other in which most requests found the device idle. A plain minimum or
+            // a low percentile would learn the commands that never reach the device (INQUIRY or
+            // REPORT LUNS with a 4 KiB allocation length: microseconds) as the device's latency.
+            _baseRing[_baseNext] = _smallSlice.Quantile(0.50) * _k.Frequency / 1e6;
             _baseNext = (_baseNext + 1) % _baseRing.Length;
             _baseCount = Math.Min(_baseCount + 1, _baseRing.Length);
             double baseLatency = double.PositiveInfinity;

@@ -129,7 +129,7 @@ public class AdaptiveOutstandingTests
     public void BaseLatency_IgnoresTheOddInstantCommand()
     {
         // Commands that never reach the device (TEST UNIT READY, READ CAPACITY) complete in
-        // microseconds; one per 8 device requests must not become the "unloaded" latency.
+        // microseconds; one per three device requests must not become the "unloaded" latency.
         var time = new FakeTimeProvider();
         using var s = new QosScheduler(new QosSchedulerOptions
         {
@@ -141,8 +141,8 @@ public class AdaptiveOutstandingTests
         var f = s.RegisterFunction("f", ServiceLevel.BestEffort);
         for (int i = 0; i < 400; i++)
         {
-            if (i % 8 == 0)
-                s.AcquireAsync(f, i % 16 == 0 ? 36 : 512).Done().Dispose(); // INQUIRY-sized and block-sized
+            if (i % 3 == 0)
+                s.AcquireAsync(f, 4096).Done().Dispose(); // INQUIRY with a 4 KiB allocation length
             var grant = s.AcquireAsync(f, 4096).Done();
             time.Advance(s_ms);
             grant.Dispose();
