@@ -26,6 +26,10 @@ public class SchedulerBenchmarks
     [Params(64)]
     public int Functions { get; set; }
 
+    /// <summary>With the adaptive bound on outstanding cost (its window and latency samples).</summary>
+    [Params(false, true)]
+    public bool Adaptive { get; set; }
+
     [GlobalSetup]
     public void Setup()
     {
@@ -33,6 +37,7 @@ public class SchedulerBenchmarks
         {
             Mode = Mode,
             MaxOutstanding = Slots,
+            AdaptiveOutstanding = Adaptive,
             RunContinuationsAsynchronously = false,
         });
         for (int i = 0; i < Functions; i++)
