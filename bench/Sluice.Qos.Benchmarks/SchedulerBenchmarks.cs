@@ -96,6 +96,16 @@ public class SchedulerBenchmarks
             _awaiter.UnsafeOnCompleted(_onGranted);
         }
 
-        private void OnGranted() => _owner.Push(_awaiter.GetResult(), this);
+        private void OnGranted()
+        {
+            try
+            {
+                _owner.Push(_awaiter.GetResult(), this);
+            }
+            catch (ObjectDisposedException)
+            {
+                // GlobalCleanup disposed the scheduler, which fails the waiting requests.
+            }
+        }
     }
 }
