@@ -126,6 +126,26 @@ public class AdaptiveOutstandingTests
     }
 
     [Fact]
+    public void Probe_OneSliceAtTheMinimumPerTenWindows()
+    {
+        // 8 lanes: the window opens well above the minimum; every 100 slices (10 s) one slice
+        // runs at the minimum to re-measure the base, and the window comes back after it.
+        using var sim = Device(adaptive: true, lanes: 8);
+        var c = sim.AddClient("c", ServiceLevel.BestEffort, depth: 32);
+        c.Start();
+        var windows = new List<double>();
+        for (int i = 0; i < 230; i++)
+        {
+            sim.Run(TimeSpan.FromMilliseconds(100));
+            windows.Add(sim.Scheduler.GetSnapshot().OutstandingCostWindow);
+        }
+        var probes = Enumerable.Range(20, windows.Count - 21).Where(i => windows[i] == 2).ToList();
+        Assert.InRange(probes.Count, 2, 3);                              // ~ t = 10 s and 20 s
+        Assert.All(probes, i => Assert.True(windows[i - 1] > 4 && windows[i + 1] > 4, $"slice {i}: {windows[i - 1]} {windows[i]} {windows[i + 1]}"));
+        Assert.InRange(probes[1] - probes[0], 95, 105);
+    }
+
+    [Fact]
     public void BaseLatency_IgnoresTheOddInstantCommand()
     {
         // Commands that never reach the device (TEST UNIT READY, READ CAPACITY) complete in
