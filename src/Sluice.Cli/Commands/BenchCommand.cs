@@ -37,17 +37,36 @@ internal static class BenchCommand
     private static readonly Option<string> s_mutual = ClientCommon.MutualChapOption();
     private static readonly Option<string> s_initiator = ClientCommon.InitiatorNameOption();
     private static readonly Option<bool> s_digest = new("--digest") { Description = "Offer HeaderDigest and DataDigest = CRC32C." };
+    private static readonly Option<bool> s_noProgress = new("--no-progress") { Description = "No live progress line on stderr (shown by default when stderr is a terminal)." };
     private static readonly Option<string> s_offload = new("--offload") { Description = "Per-byte engine on this side: auto or none. [default: auto]", HelpName = "auto|none" };
 
     public static Command Create()
     {
         var command = new Command("bench", "Measure IOPS, throughput and latency percentiles against one or more LUNs.")
         {
-            s_urls, s_jobs, s_rw, s_bs, s_qd, s_time, s_ramp, s_size, s_verify, s_json, s_series, s_chap, s_mutual, s_initiator, s_digest, s_offload,
+            s_urls, s_jobs, s_rw, s_bs, s_qd, s_time, s_ramp, s_size, s_verify, s_json, s_series, s_chap, s_mutual, s_initiator, s_digest, s_offload, s_noProgress,
         };
         command.SetAction((parse, ct) => ClientRunner.RunAsync("bench", parse.InvocationConfiguration.Error,
             () => RunAsync(parse, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, ct)));
         return command;
+    }
+
+    /// <summary>Waits <paramref name="time"/>, redrawing the live progress line once a second when there is one.</summary>
+    private static async Task WaitShowingProgressAsync(TimeSpan time, BenchProgress? progress, List<Job> jobs, Stopwatch clock, CancellationToken ct)
+    {
+        if (progress is null)
+        {
+            await Task.Delay(time, ct);
+            return;
+        }
+
+        var end = clock.Elapsed + time;
+        while (clock.Elapsed < end)
+        {
+            var left = end - clock.Elapsed;
+            await Task.Delay(left < TimeSpan.FromSeconds(1) ? left : TimeSpan.FromSeconds(1), ct);
+            progress.Draw(clock.Elapsed, jobs.Select(j => (j.Spec.Name, Volatile.Read(ref j.Ios), Volatile.Read(ref j.Bytes))));
+        }
     }
 
     /// <summary>What one job does: from the global options, or a <c>--job</c> spec on top of them.</summary>
@@ -65,6 +84,10 @@ internal static class BenchCommand
         public BenchHistogram WriteLatency { get; } = new();
         public long Errors;
         public long VerifyFailures;
+
+        /// <summary>I/Os and bytes completed since the start (ramp included), for the live progress line.</summary>
+        public long Ios;
+        public long Bytes;
 
         /// <summary>One histogram per whole second of the measured time (both directions); guarded by itself.</summary>
         public BenchHistogram[] Windows { get; set; } = [];
@@ -303,12 +326,17 @@ internal static class BenchCommand
                 }
             }
 
-            await Task.Delay(ramp, ct);
+            var progress = !parse.GetValue(s_noProgress) && ReferenceEquals(error, Console.Error) && !Console.IsErrorRedirected
+                ? new BenchProgress(error, ramp + duration)
+                : null;
+            var runClock = Stopwatch.StartNew();
+            await WaitShowingProgressAsync(ramp, progress, jobs, runClock, ct);
             long start = Stopwatch.GetTimestamp();
             var startedAt = DateTimeOffset.UtcNow;
             Interlocked.Exchange(ref measuring, start);
-            await Task.Delay(duration, ct);
+            await WaitShowingProgressAsync(duration, progress, jobs, runClock, ct);
             Interlocked.Exchange(ref measuring, 0);
+            progress?.Finish();
             double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
             await stop.CancelAsync();
             await Task.WhenAll(tasks);
@@ -395,6 +423,8 @@ internal static class BenchCommand
                 }
 
                 long t1 = Stopwatch.GetTimestamp();
+                Interlocked.Increment(ref job.Ios);
+                Interlocked.Add(ref job.Bytes, spec.Bs);
                 if (verifier is not null)
                 {
                     if (read)
