@@ -288,19 +288,12 @@ public sealed partial class PduTransport : IAsyncDisposable
         where TStamp : IPduStamp
     {
         header.DataSegmentLength = data.Length;
-        int pad = Padding(data.Length);
-        int headerBytes = Bhs.Length + (HeaderDigest ? 4 : 0);
-        int trailer = data.Length == 0 ? 0 : pad + (DataDigest ? 4 : 0);
-        int total = headerBytes + data.Length + trailer;
+        int total = Layout(data.Length, out int headerBytes, out int pad, out int trailer);
 
         // The data digest is computed before taking the send lock: it is the one pass over the
         // payload, so several senders (Data-In of different commands) digest in parallel while
         // another PDU is on the socket, instead of one after another inside the lock.
-        uint dataDigest = 0;
-        if (DataDigest && data.Length > 0)
-        {
-            dataDigest = Crc(Crc(0, data.Span), s_zeroPad.AsSpan(0, pad));
-        }
+        uint dataDigest = DigestData(data.Span, pad);
 
         await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -311,16 +304,10 @@ public sealed partial class PduTransport : IAsyncDisposable
             }
 
             stamp.Stamp(ref header, data.Span);
-            header.CopyTo(_tx);
-            if (HeaderDigest)
-            {
-                BinaryPrimitives.WriteUInt32LittleEndian(_tx.AsSpan(Bhs.Length), Crc(0, _tx.AsSpan(0, Bhs.Length)));
-            }
-
+            WriteHeader(_tx, header);
             if (total <= _tx.Length)
             {
-                data.Span.CopyTo(_tx.AsSpan(headerBytes));
-                WriteTrailer(_tx.AsSpan(headerBytes + data.Length, trailer), pad, dataDigest);
+                WriteDataAndTrailer(_tx.AsSpan(0, total), data.Span, headerBytes, pad, dataDigest);
                 await SendAllAsync(_tx.AsMemory(0, total), cancellationToken).ConfigureAwait(false);
             }
             else
@@ -365,10 +352,7 @@ public sealed partial class PduTransport : IAsyncDisposable
     /// </summary>
     public bool TryAppend(Bhs header, ReadOnlySpan<byte> data)
     {
-        int pad = Padding(data.Length);
-        int headerBytes = Bhs.Length + (HeaderDigest ? 4 : 0);
-        int trailer = data.Length == 0 ? 0 : pad + (DataDigest ? 4 : 0);
-        int total = headerBytes + data.Length + trailer;
+        int total = Layout(data.Length, out int headerBytes, out int pad, out _);
         _batch ??= GC.AllocateUninitializedArray<byte>(64 * 1024, pinned: true);
         if (_batchLength + total > _batch.Length)
         {
@@ -377,22 +361,12 @@ public sealed partial class PduTransport : IAsyncDisposable
 
         header.DataSegmentLength = data.Length;
         var into = _batch.AsSpan(_batchLength, total);
-        header.CopyTo(into);
-        if (HeaderDigest)
-        {
-            BinaryPrimitives.WriteUInt32LittleEndian(into[Bhs.Length..], Crc(0, into[..Bhs.Length]));
-        }
-
-        data.CopyTo(into[headerBytes..]);
-        uint dataDigest = DataDigest && data.Length > 0 ? Crc(Crc(0, data), s_zeroPad.AsSpan(0, pad)) : 0;
-        WriteTrailer(into.Slice(headerBytes + data.Length, trailer), pad, dataDigest);
+        WriteHeader(into, header);
+        WriteDataAndTrailer(into, data, headerBytes, pad, DigestData(data, pad));
         _batchLength += total;
         Counters.PduSent(total);
         return true;
     }
-
-    /// <summary>Bytes appended by <see cref="TryAppend"/> and not yet sent.</summary>
-    public int PendingBytes => _batchLength;
 
     /// <summary>Sends the PDUs appended by <see cref="TryAppend"/>, if any, in one socket call.</summary>
     public ValueTask FlushAsync(CancellationToken cancellationToken = default) =>
@@ -417,6 +391,36 @@ public sealed partial class PduTransport : IAsyncDisposable
         int length = _batchLength;
         _batchLength = 0;
         return length == 0 ? ValueTask.CompletedTask : SendAllAsync(_batch.AsMemory(0, length), cancellationToken);
+    }
+
+    /// <summary>A PDU's size on the wire for a data segment of <paramref name="dataLength"/> bytes, and its parts (RFC 7143 §11.2).</summary>
+    private int Layout(int dataLength, out int headerBytes, out int pad, out int trailer)
+    {
+        pad = Padding(dataLength);
+        headerBytes = Bhs.Length + (HeaderDigest ? 4 : 0);
+        trailer = dataLength == 0 ? 0 : pad + (DataDigest ? 4 : 0);
+        return headerBytes + dataLength + trailer;
+    }
+
+    /// <summary>The data digest over the segment and its padding (0 when DataDigest is off or there is no data).</summary>
+    private uint DigestData(ReadOnlySpan<byte> data, int pad) =>
+        DataDigest && data.Length > 0 ? Crc(Crc(0, data), s_zeroPad.AsSpan(0, pad)) : 0;
+
+    /// <summary>The BHS and, when negotiated, its header digest at the start of <paramref name="into"/>.</summary>
+    private void WriteHeader(Span<byte> into, in Bhs header)
+    {
+        header.CopyTo(into);
+        if (HeaderDigest)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(into[Bhs.Length..], Crc(0, into[..Bhs.Length]));
+        }
+    }
+
+    /// <summary>The data segment, padding and data digest after the header of a PDU laid out in <paramref name="pdu"/>.</summary>
+    private void WriteDataAndTrailer(Span<byte> pdu, ReadOnlySpan<byte> data, int headerBytes, int pad, uint dataDigest)
+    {
+        data.CopyTo(pdu[headerBytes..]);
+        WriteTrailer(pdu[(headerBytes + data.Length)..], pad, dataDigest);
     }
 
     private void WriteTrailer(Span<byte> trailer, int pad, uint dataDigest)
