@@ -45,42 +45,8 @@ public sealed class ConnectionLossTests : IAsyncLifetime
         var options = new IscsiClientOptions { ReconnectDelay = TimeSpan.FromMilliseconds(50), CommandTimeout = TimeSpan.FromSeconds(20) };
         await using var lun = await IscsiLun.OpenAsync(url, options);
 
-        const int writers = 8;
-        const int perWriter = 300;
-        const int blocksPerWrite = 8;
-        int blockSize = lun.BlockSize;
-        var acknowledged = new byte[writers * perWriter][];
-        using var cutAfter = new SemaphoreSlim(0);
-        int done = 0;
-
-        async Task Writer(int w)
-        {
-            for (int i = 0; i < perWriter; i++)
-            {
-                int index = (w * perWriter) + i;
-                var data = new byte[blocksPerWrite * blockSize];
-                Random.Shared.NextBytes(data);
-                await lun.WriteAsync((long)index * blocksPerWrite, data);
-                acknowledged[index] = data;
-                if (Interlocked.Increment(ref done) == writers * perWriter / 3)
-                {
-                    cutAfter.Release();
-                }
-            }
-        }
-
-        var work = Task.WhenAll(Enumerable.Range(0, writers).Select(Writer));
-        await cutAfter.WaitAsync(TimeSpan.FromSeconds(30));
-        proxy.Cut();
-        await work.WaitAsync(TimeSpan.FromSeconds(60));
-
-        Assert.True(proxy.Connections >= 2, "the initiator did not reconnect");
-        var back = new byte[blocksPerWrite * blockSize];
-        for (int index = 0; index < acknowledged.Length; index++)
-        {
-            await lun.ReadAsync((long)index * blocksPerWrite, back);
-            Assert.True(acknowledged[index].AsSpan().SequenceEqual(back), $"write {index} is not intact");
-        }
+        await AcknowledgedWrites.RunAsync(lun, writers: 8, perWriter: 300, blocksPerWrite: 8, firstLba: 0, proxy.Cut, TimeSpan.FromSeconds(60),
+            check: () => Assert.True(proxy.Connections >= 2, "the initiator did not reconnect"));
     }
 
     [Fact]
@@ -121,12 +87,26 @@ internal static class StalledLink
         };
         await using var lun = await IscsiLun.OpenAsync(url, options);
 
-        const int writers = 8;
-        const int perWriter = 150;
-        const int blocksPerWrite = 16;
-        int blockSize = lun.BlockSize;
+        await AcknowledgedWrites.RunAsync(lun, writers: 8, perWriter: 150, blocksPerWrite: 16, firstLba: 10_000, proxy.Stall, TimeSpan.FromSeconds(30),
+            check: () =>
+            {
+                Assert.True(proxy.Connections >= 2, "the initiator did not reconnect");
+                Assert.True(lun.Session.Reconnects >= 1);
+            });
+    }
+}
+
+/// <summary>
+/// Writers of random data that disturb the link a third of the way in, then every write that was
+/// acknowledged is read back and must be intact.
+/// </summary>
+internal static class AcknowledgedWrites
+{
+    public static async Task RunAsync(IscsiLun lun, int writers, int perWriter, int blocksPerWrite, long firstLba,
+        Action disturb, TimeSpan finishWithin, Action? check = null)
+    {
         var acknowledged = new byte[writers * perWriter][];
-        using var stallAfter = new SemaphoreSlim(0);
+        using var disturbAfter = new SemaphoreSlim(0);
         int done = 0;
 
         async Task Writer(int w)
@@ -134,28 +114,27 @@ internal static class StalledLink
             for (int i = 0; i < perWriter; i++)
             {
                 int index = (w * perWriter) + i;
-                var data = new byte[blocksPerWrite * blockSize];
+                var data = new byte[blocksPerWrite * lun.BlockSize];
                 Random.Shared.NextBytes(data);
-                await lun.WriteAsync(10_000 + ((long)index * blocksPerWrite), data);
+                await lun.WriteAsync(firstLba + ((long)index * blocksPerWrite), data);
                 acknowledged[index] = data;
                 if (Interlocked.Increment(ref done) == writers * perWriter / 3)
                 {
-                    stallAfter.Release();
+                    disturbAfter.Release();
                 }
             }
         }
 
         var work = Task.WhenAll(Enumerable.Range(0, writers).Select(Writer));
-        Assert.True(await stallAfter.WaitAsync(TimeSpan.FromSeconds(30)), "the writes did not start");
-        proxy.Stall();
-        await work.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(await disturbAfter.WaitAsync(TimeSpan.FromSeconds(30)), "the writes did not start");
+        disturb();
+        await work.WaitAsync(finishWithin);
+        check?.Invoke();
 
-        Assert.True(proxy.Connections >= 2, "the initiator did not reconnect");
-        Assert.True(lun.Session.Reconnects >= 1);
-        var back = new byte[blocksPerWrite * blockSize];
+        var back = new byte[blocksPerWrite * lun.BlockSize];
         for (int index = 0; index < acknowledged.Length; index++)
         {
-            await lun.ReadAsync(10_000 + ((long)index * blocksPerWrite), back);
+            await lun.ReadAsync(firstLba + ((long)index * blocksPerWrite), back);
             Assert.True(acknowledged[index].AsSpan().SequenceEqual(back), $"write {index} is not intact");
         }
     }
