@@ -1,57 +1,40 @@
 using System.Text.Json;
-using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Cli.Commands;
-using Sluice.Target;
 using Sluice.Target.Configuration;
 using static Sluice.Cli.Tests.CliRun;
 
 namespace Sluice.Cli.Tests;
 
 /// <summary><c>sluice bench</c> with several <c>--job</c>s against an in-process server with two functions on one device.</summary>
-public sealed class BenchCommandTests : IAsyncLifetime
+public sealed class BenchCommandTests() : InProcessServerTests("bench")
 {
     private const string Gold = "iqn.2026-11.dev.sluice:gold";
     private const string Bulk = "iqn.2026-11.dev.sluice:bulk";
     private const int BulkLimitIops = 200;
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "sl-bench-" + Guid.NewGuid().ToString("N")[..8]);
-    private TargetServer? _server;
 
-    private string Url(string iqn) => $"iscsi://127.0.0.1:{_server!.LocalEndpoints[0].Port}/{iqn}/0";
+    private string Url(string iqn) => $"iscsi://127.0.0.1:{Server.LocalEndpoints[0].Port}/{iqn}/0";
 
-    public async Task InitializeAsync()
+    protected override ServerConfig Configure() => new ServerConfig
     {
-        var config = new ServerConfig
-        {
-            DataDir = _dir,
-            Portals = [new PortalConfig { Host = "127.0.0.1", Port = 0 }],
-            Devices = [new DeviceConfig { Name = "pool", Backend = "memory:32MiB" }],
-            Targets =
-            [
-                new TargetConfig { Name = Gold, Luns = [new LunConfig { Backend = "device:pool:0:16MiB" }] },
-                new TargetConfig { Name = Bulk, Luns = [new LunConfig { Backend = "device:pool:16MiB" }] },
-            ],
-            Functions =
-            [
-                new FunctionConfig { Name = "gold", Targets = [Gold], ReservationIops = 100 },
-                new FunctionConfig { Name = "bulk", Targets = [Bulk], LimitIops = BulkLimitIops },
-            ],
-        };
-        _server = new TargetServer(config, NullLoggerFactory.Instance);
-        await _server.StartAsync();
-    }
-
-    public async Task DisposeAsync()
-    {
-        if (_server is not null)
-            await _server.DisposeAsync();
-        if (Directory.Exists(_dir))
-            Directory.Delete(_dir, recursive: true);
-    }
+        DataDir = Dir,
+        Portals = [new PortalConfig { Host = "127.0.0.1", Port = 0 }],
+        Devices = [new DeviceConfig { Name = "pool", Backend = "memory:32MiB" }],
+        Targets =
+        [
+            new TargetConfig { Name = Gold, Luns = [new LunConfig { Backend = "device:pool:0:16MiB" }] },
+            new TargetConfig { Name = Bulk, Luns = [new LunConfig { Backend = "device:pool:16MiB" }] },
+        ],
+        Functions =
+        [
+            new FunctionConfig { Name = "gold", Targets = [Gold], ReservationIops = 100 },
+            new FunctionConfig { Name = "bulk", Targets = [Bulk], LimitIops = BulkLimitIops },
+        ],
+    };
 
     [Fact]
     public async Task Jobs_JsonHasPerJobAndPerGroupSeries_LimitVisiblePerSecond()
     {
-        string csv = Path.Combine(_dir, "series.csv");
+        string csv = Path.Combine(Dir, "series.csv");
         var (code, output, error) = await RunAsync("bench", "--time", "2s", "--ramp", "200ms", "--json", "--series", csv,
             "--job", $"name=gold,url={Url(Gold)},rw=randread,bs=4k,qd=2",
             "--job", $"name=bulk-big,group=bulk,url={Url(Bulk)},rw=write,bs=64k,qd=4",

@@ -1,53 +1,35 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Cli.Commands;
-using Sluice.Target;
 using Sluice.Target.Configuration;
 using static Sluice.Cli.Tests.CliRun;
 
 namespace Sluice.Cli.Tests;
 
 /// <summary><c>sluice fn</c> against an in-process server's control socket.</summary>
-public sealed class FnCommandTests : IAsyncLifetime
+public sealed class FnCommandTests() : InProcessServerTests("fn")
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "sl-fn-" + Guid.NewGuid().ToString("N")[..8]);
-    private TargetServer? _server;
+    private string Socket => Path.Combine(Dir, "control.sock");
 
-    private string Socket => Path.Combine(_dir, "control.sock");
-
-    public async Task InitializeAsync()
+    protected override ServerConfig Configure() => new ServerConfig
     {
-        var config = new ServerConfig
-        {
-            DataDir = _dir,
-            Portals = [new PortalConfig { Host = "127.0.0.1", Port = 0 }],
-            Devices = [new DeviceConfig { Name = "pool", Backend = "memory:32MiB" }],
-            Targets =
-            [
-                new TargetConfig { Name = "iqn.2026-11.dev.sluice:gold", Luns = [new LunConfig { Backend = "device:pool:0:16MiB" }] },
-                new TargetConfig { Name = "iqn.2026-11.dev.sluice:bulk", Luns = [new LunConfig { Backend = "device:pool:16MiB" }] },
-            ],
-            Functions =
-            [
-                new FunctionConfig { Name = "gold", Targets = ["iqn.2026-11.dev.sluice:gold"], ReservationIops = 500, Priority = 1, LatencyTargetMs = 50 },
-                new FunctionConfig { Name = "bulk", Targets = ["iqn.2026-11.dev.sluice:bulk"], LimitIops = 300 },
-            ],
-        };
-        _server = new TargetServer(config, NullLoggerFactory.Instance);
-        await _server.StartAsync();
-    }
-
-    public async Task DisposeAsync()
-    {
-        if (_server is not null)
-            await _server.DisposeAsync();
-        if (Directory.Exists(_dir))
-            Directory.Delete(_dir, recursive: true);
-    }
+        DataDir = Dir,
+        Portals = [new PortalConfig { Host = "127.0.0.1", Port = 0 }],
+        Devices = [new DeviceConfig { Name = "pool", Backend = "memory:32MiB" }],
+        Targets =
+        [
+            new TargetConfig { Name = "iqn.2026-11.dev.sluice:gold", Luns = [new LunConfig { Backend = "device:pool:0:16MiB" }] },
+            new TargetConfig { Name = "iqn.2026-11.dev.sluice:bulk", Luns = [new LunConfig { Backend = "device:pool:16MiB" }] },
+        ],
+        Functions =
+        [
+            new FunctionConfig { Name = "gold", Targets = ["iqn.2026-11.dev.sluice:gold"], ReservationIops = 500, Priority = 1, LatencyTargetMs = 50 },
+            new FunctionConfig { Name = "bulk", Targets = ["iqn.2026-11.dev.sluice:bulk"], LimitIops = 300 },
+        ],
+    };
 
     [Fact]
     public async Task List_DataDir_Table()
     {
-        var (code, output, error) = await RunAsync("fn", "list", "--data-dir", _dir);
+        var (code, output, error) = await RunAsync("fn", "list", "--data-dir", Dir);
         Assert.Equal(0, code);
         Assert.Equal("", error);
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -77,7 +59,7 @@ public sealed class FnCommandTests : IAsyncLifetime
     [Fact]
     public async Task Stats_Table()
     {
-        var (code, output, _) = await RunAsync("fn", "stats", "--data-dir", _dir);
+        var (code, output, _) = await RunAsync("fn", "stats", "--data-dir", Dir);
         Assert.Equal(0, code);
         Assert.Matches(@"(?m)^DEVICE\s+FUNCTION\s+IOS", output);
         Assert.Matches(@"(?m)^pool\s+gold\s+0\s", output);
@@ -90,7 +72,7 @@ public sealed class FnCommandTests : IAsyncLifetime
         using var output = new StringWriter();
         using var error = new StringWriter();
         using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(800));
-        int code = await SluiceCli.RunAsync(["fn", "stats", "--watch", "--interval", "0.2", "--data-dir", _dir], output, error, cts.Token);
+        int code = await SluiceCli.RunAsync(["fn", "stats", "--watch", "--interval", "0.2", "--data-dir", Dir], output, error, cts.Token);
         Assert.Equal(0, code);
         Assert.Matches(@"(?m)^DEVICE\s+FUNCTION\s+IOPS\s+MB/S", output.ToString());
         Assert.Matches(@"(?m)^pool\s+gold\s+0\s+0\.0\s", output.ToString());
@@ -103,7 +85,7 @@ public sealed class FnCommandTests : IAsyncLifetime
     [InlineData("fn set gold weight=0", "sluice fn set: weight must be a positive number (got 0)")]
     public async Task ServerRefuses_OneLine_Exit1(string command, string expected)
     {
-        var (code, output, error) = await RunAsync([.. command.Split(' '), "--data-dir", _dir]);
+        var (code, output, error) = await RunAsync([.. command.Split(' '), "--data-dir", Dir]);
         Assert.Equal(1, code);
         Assert.Equal("", output);
         Assert.Equal(expected + Environment.NewLine, error);
@@ -118,7 +100,7 @@ public sealed class FnCommandTests : IAsyncLifetime
     [InlineData("fn stats --interval 0", "sluice fn stats: --interval must be")]
     public async Task UsageErrors_Exit2(string command, string expected)
     {
-        var (code, _, error) = await RunAsync([.. command.Split(' '), "--data-dir", _dir]);
+        var (code, _, error) = await RunAsync([.. command.Split(' '), "--data-dir", Dir]);
         Assert.Equal(2, code);
         Assert.StartsWith(expected, error, StringComparison.Ordinal);
         Assert.Single(error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
@@ -127,7 +109,7 @@ public sealed class FnCommandTests : IAsyncLifetime
     [Fact]
     public async Task BothControlAndDataDir_Exit2()
     {
-        var (code, _, error) = await RunAsync("fn", "list", "--data-dir", _dir, "--control", Socket);
+        var (code, _, error) = await RunAsync("fn", "list", "--data-dir", Dir, "--control", Socket);
         Assert.Equal(2, code);
         Assert.Equal("sluice fn list: give --control or --data-dir, not both" + Environment.NewLine, error);
     }
@@ -135,7 +117,7 @@ public sealed class FnCommandTests : IAsyncLifetime
     [Fact]
     public async Task NoServer_Exit1_NamesThePath()
     {
-        string path = Path.Combine(_dir, "nothing-here.sock");
+        string path = Path.Combine(Dir, "nothing-here.sock");
         var (code, _, error) = await RunAsync("fn", "list", "--control", path);
         Assert.Equal(1, code);
         Assert.Equal($"sluice fn list: no sluice serve control socket at {path}" + Environment.NewLine, error);
@@ -144,7 +126,7 @@ public sealed class FnCommandTests : IAsyncLifetime
     [Fact]
     public void ServeBanner_NamesTheControlSocket_BeforeReady()
     {
-        var config = new ServerConfig { DataDir = _dir };
+        var config = new ServerConfig { DataDir = Dir };
         Assert.EndsWith($"control {Socket}\nready\n", ServeCommand.Banner(config, [], Socket), StringComparison.Ordinal);
         Assert.DoesNotContain("control ", ServeCommand.Banner(config, []), StringComparison.Ordinal);
     }
