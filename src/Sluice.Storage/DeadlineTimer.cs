@@ -38,7 +38,8 @@ internal sealed partial class DeadlineTimer
     private long _completed;
     private volatile int _nativeThreadId;
 
-    private DeadlineTimer()
+    /// <summary>A timer with its own thread; production code uses <see cref="Shared"/> (tests count completions of their own).</summary>
+    internal DeadlineTimer()
     {
         var thread = new Thread(Run) { IsBackground = true, Name = "sluice model timer", Priority = ThreadPriority.AboveNormal };
         thread.Start();

@@ -9,48 +9,91 @@ public class DeadlineTimerTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(20);
 
+    // The timing tests below watch the timer thread itself: its completion counter, sampled on a
+    // dedicated thread, on a timer of their own. What a continuation's await then measures adds the
+    // thread pool's scheduling, which on a loaded CI host with every test assembly running at once
+    // was seen 650 ms late at the median — a fact about the pool, not the timer.
+
     [Fact]
-    public async Task WaitUntilAsync_ManyDeadlines_NeverEarlyAndOnTime()
+    public async Task WaitUntilAsync_ManyDeadlines_NeverEarlyAndNeverHeldForALaterOne()
     {
-        var timer = DeadlineTimer.Shared;
+        var timer = new DeadlineTimer();
         var random = new Random(6);
         long start = Stopwatch.GetTimestamp();
         // 400 deadlines spread over 0.2 s, queued out of order, like a device's booked finish times.
-        var deadlines = Enumerable.Range(0, 400).Select(_ => start + Stopwatch.Frequency / 1000 + (long)(random.NextDouble() * Stopwatch.Frequency / 5)).ToArray();
-        var lateness = new double[deadlines.Length];
-        var waits = deadlines.Select(async (d, i) =>
+        long[] deadlines = Enumerable.Range(0, 400).Select(_ => start + Stopwatch.Frequency / 1000 + (long)(random.NextDouble() * Stopwatch.Frequency / 5)).ToArray();
+        var waits = deadlines.Select(d => timer.WaitUntilAsync(d)).ToArray();
+        // On a loaded host queueing them can take longer than the first deadline is away: a wait
+        // whose deadline has already passed completes at once and never reaches the timer thread.
+        long[] sorted = deadlines.Where((_, i) => !ReferenceEquals(waits[i], Task.CompletedTask)).Order().ToArray();
+        // A timer that only woke for the last deadline, or slept through its queue, would hold the
+        // median wait ~100 ms; 50 ms is a bound that only such a timer (or a host stalled for that
+        // long) exceeds. How close it gets is a benchmark's number: 60–90 us at the median
+        // (docs/performance.md).
+        long slack = Stopwatch.Frequency / 20;
+        long worstLag = 0;
+        int early = 0, samples = 0;
+        var sampler = new Thread(() =>
         {
-            await timer.WaitUntilAsync(d).ConfigureAwait(false); // not on xunit's synchronization context
-            lateness[i] = (Stopwatch.GetTimestamp() - d) * 1e6 / Stopwatch.Frequency;
-        }).ToArray();
-        await Task.WhenAll(waits).WaitAsync(s_wait);
+            long stopAt = Stopwatch.GetTimestamp() + (long)(s_wait.TotalSeconds * Stopwatch.Frequency);
+            while (timer.Completed < sorted.Length && Stopwatch.GetTimestamp() < stopAt)
+            {
+                long before = Stopwatch.GetTimestamp();
+                long completed = timer.Completed;
+                long after = Stopwatch.GetTimestamp();
+                // Completed before `after` cannot exceed the deadlines passed by then (never early) ...
+                if (completed > DueBy(sorted, after))
+                    early++;
+                // ... and every deadline passed `slack` before `before` must have completed.
+                int owed = DueBy(sorted, before - slack);
+                if (owed > completed)
+                    worstLag = Math.Max(worstLag, owed - completed);
+                samples++;
+                Thread.Sleep(1);
+            }
+        }) { IsBackground = true, Name = "deadline sampler" };
+        sampler.Start();
+        Assert.True(sampler.Join(s_wait + TimeSpan.FromSeconds(5)));
 
-        Assert.All(lateness, l => Assert.True(l >= 0, $"completed {l} us before its deadline"));
-        Array.Sort(lateness);
-        double p50 = lateness[lateness.Length / 2];
-        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"lateness p50 {p50:0} us, p99 {lateness[lateness.Length * 99 / 100]:0} us, max {lateness[^1]:0} us (includes the thread-pool hop)"));
-        // Each wait ends near its own deadline, not at some later one (the 400 span 200 ms: a timer
-        // that only woke for the last deadline, or slept through its queue, would be ~100 ms late at
-        // the median). How close it gets is a benchmark's question, not a unit test's: 60–90 µs at
-        // the median in docs/performance.md; here, with the other test assemblies running at the
-        // same time, a bound that only a broken timer exceeds.
-        Assert.InRange(p50, 0, 20_000);
+        output.WriteLine($"{sorted.Length} waits queued, {samples} samples, completions owed more than 50 ms after their deadline at worst: {worstLag}");
+        Assert.Equal(sorted.Length, timer.Completed);
+        Assert.Equal(0, early);
+        Assert.Equal(0, worstLag);
+        await Task.WhenAll(waits).WaitAsync(s_wait);
+        Assert.All(waits, w => Assert.True(w.IsCompletedSuccessfully));
     }
 
     [Fact]
     public async Task WaitUntilAsync_EarlierDeadlineWhileBlocked_WakesTheThread()
     {
-        var timer = DeadlineTimer.Shared;
+        var timer = new DeadlineTimer();
         long now = Stopwatch.GetTimestamp();
         var late = timer.WaitUntilAsync(now + Stopwatch.Frequency); // the thread blocks for ~1 s
-        await Task.Delay(20);
+        Thread.Sleep(20);
         long soon = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 500; // 2 ms
         var early = timer.WaitUntilAsync(soon);
-        await early.WaitAsync(s_wait);
+        long stopAt = soon + (long)(s_wait.TotalSeconds * Stopwatch.Frequency);
+        while (timer.Completed < 1 && Stopwatch.GetTimestamp() < stopAt)
+            Thread.Sleep(1);
         double ms = (Stopwatch.GetTimestamp() - soon) * 1e3 / Stopwatch.Frequency;
-        Assert.False(late.IsCompleted);
+        output.WriteLine($"the early wait completed {ms:0.0} ms after its deadline (polled every 1 ms)");
+        Assert.Equal(1, timer.Completed);
         Assert.InRange(ms, 0, 500); // not held until the 1 s deadline
+        await early.WaitAsync(s_wait);
+        Assert.False(late.IsCompleted);
         await late.WaitAsync(s_wait);
+        Assert.Equal(2, timer.Completed);
+    }
+
+    /// <summary>How many of the ascending <paramref name="sorted"/> deadlines are at or before <paramref name="time"/>.</summary>
+    private static int DueBy(long[] sorted, long time)
+    {
+        int i = Array.BinarySearch(sorted, time);
+        if (i < 0)
+            return ~i;
+        while (i + 1 < sorted.Length && sorted[i + 1] == time)
+            i++;
+        return i + 1;
     }
 
     [Fact]
