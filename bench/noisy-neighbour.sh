@@ -7,6 +7,7 @@
 #   bench/noisy-neighbour.sh [--backends model,file] [--duration S] [--solo-duration S]
 #                            [--model SPEC] [--max-outstanding N] [--adaptive on|off]
 #                            [--tolerance T] [--cost-unit auto|BYTES] [--latency-factor F]
+#                            [--split BYTES]
 #                            [--out DIR] [--png-dir DIR]
 #                            [--artifacts-path DIR] [--no-build]
 #
@@ -18,12 +19,15 @@
 #          4 KiB random writes at QD8
 # The mclock runs bound the device's outstanding work adaptively (qos.adaptiveOutstanding, with
 # qos.adaptiveLatencyTolerance T = 0.5; --adaptive off: only the fixed qos.maxOutstanding N = 8);
-# the FIFO run is plain: arrival order, the fixed bound N only. qos.costUnitBytes (what a byte
+# the mclock runs also split reads and writes longer than qos.splitBytes (--split BYTES, 131072;
+# 0 = never) into parts that each wait their turn, so a 1 MiB write does not hold the device while
+# gold's reads queue behind it;
+# the FIFO run is plain: arrival order, the fixed bound N only, nothing split. qos.costUnitBytes (what a byte
 # costs against an I/O in the weight share) is calibrated per back end from the measured capacity,
 # capacity MB/s / capacity IOPS (--cost-unit auto), so that a 1 MiB write costs what it takes of
 # the device; the server is restarted with it after the calibration.
 # Capacity is measured first on each back end (4 KiB random reads at QD32 -> IOPS, 1 MiB
-# writes at QD32 -> MB/s, each solo); the service levels are then set from it with `sluice fn
+# writes at QD32 -> MB/s, each solo, nothing split); the service levels are then set from it with `sluice fn
 # set`. A second mclock together-run raises gold's reservation a third of the way in with
 # `sluice fn set`, to show how fast a live change takes effect (gold at QD16 and without its
 # latency target there); the FIFO run comes last, on a restarted server. Plots:
@@ -34,10 +38,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))"
 BACKENDS="model,file"; DURATION=15; SOLO=8; MODEL="model:2GiB:iops=3000,mbps=300,latency=1ms"
-MAX_OUT=8; COST_ARG=auto; COST_UNIT=65536; ADAPTIVE=on; TOLERANCE=0.5; LAT_FACTOR=1.5; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
+MAX_OUT=8; COST_ARG=auto; COST_UNIT=65536; ADAPTIVE=on; TOLERANCE=0.5; LAT_FACTOR=1.5; SPLIT=131072; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
 CMDLINE="bench/noisy-neighbour.sh $*"
 
-usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --backends) BACKENDS="$2"; shift ;;
@@ -49,6 +53,7 @@ while [[ $# -gt 0 ]]; do
     --tolerance) TOLERANCE="$2"; shift ;;
     --cost-unit) COST_ARG="$2"; shift ;;
     --latency-factor) LAT_FACTOR="$2"; shift ;;
+    --split) SPLIT="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --png-dir) PNG_DIR="$2"; shift ;;
     --artifacts-path) ARTIFACTS="$2"; shift ;;
@@ -91,7 +96,7 @@ cleanup() { [[ -n "$BENCH_PID" ]] && kill "$BENCH_PID" 2>/dev/null; stop_sampler
 trap cleanup EXIT
 
 IQN=iqn.2026-11.dev.sluice
-# write_config FILE DATADIR BACKEND MODE: the three functions, best-effort (levels come by fn set)
+# write_config FILE DATADIR BACKEND MODE SPLIT: the three functions, best-effort (levels come by fn set)
 write_config() {
   local adaptive=false
   [[ $4 == mclock && $ADAPTIVE == on ]] && adaptive=true
@@ -110,7 +115,7 @@ write_config() {
     { "name": "silver", "targets": ["$IQN:silver"], "weight": 2 },
     { "name": "bulk",   "targets": ["$IQN:bulk"],   "weight": 1 }
   ],
-  "qos": { "mode": "$4", "maxOutstanding": $MAX_OUT, "adaptiveOutstanding": $adaptive, "adaptiveLatencyTolerance": $TOLERANCE, "costUnitBytes": $COST_UNIT }
+  "qos": { "mode": "$4", "maxOutstanding": $MAX_OUT, "adaptiveOutstanding": $adaptive, "adaptiveLatencyTolerance": $TOLERANCE, "costUnitBytes": $COST_UNIT, "splitBytes": $5 }
 }
 EOF
 }
@@ -183,8 +188,8 @@ for BACKEND in ${BACKENDS//,/ }; do
     *) die "unknown back end '$BACKEND' (model or file)" ;;
   esac
   COST_UNIT=65536
-  log "[$BACKEND] device $SPEC, qos.maxOutstanding $MAX_OUT, adaptive $ADAPTIVE (tolerance $TOLERANCE)"
-  write_config "$D/mclock.json" "$DATA" "$SPEC" mclock
+  log "[$BACKEND] device $SPEC, qos.maxOutstanding $MAX_OUT, adaptive $ADAPTIVE (tolerance $TOLERANCE), qos.splitBytes $SPLIT"
+  write_config "$D/mclock.json" "$DATA" "$SPEC" mclock 0
   start_server "$D/mclock.json" "$D/serve-mclock.log"
 
   if [[ $BACKEND == file ]]; then
@@ -207,7 +212,7 @@ for BACKEND in ${BACKENDS//,/ }; do
   fi
   log "[$BACKEND] qos.costUnitBytes $COST_UNIT: restarting the server with it"
   stop_server
-  write_config "$D/mclock.json" "$DATA" "$SPEC" mclock
+  write_config "$D/mclock.json" "$DATA" "$SPEC" mclock "$SPLIT"
   start_server "$D/mclock.json" "$D/serve-mclock.log"
   fnset gold "reservation_iops=$GOLD_RES" priority=1
   fnset silver weight=2
@@ -244,14 +249,14 @@ for BACKEND in ${BACKENDS//,/ }; do
   stop_server
 
   log "[$BACKEND] together, qos.mode fifo (${DURATION}s)"
-  write_config "$D/fifo.json" "$DATA" "$SPEC" fifo
+  write_config "$D/fifo.json" "$DATA" "$SPEC" fifo 0
   start_server "$D/fifo.json" "$D/serve-fifo.log"
   bench "$D/together-fifo.json" "$DURATION" $(GOLD) $(SILVER) $(BULK)
   stop_server
 
   cat >"$D/params.json" <<EOF
 { "backend": "$BACKEND", "device": "$SPEC", "max_outstanding": $MAX_OUT,
-  "adaptive": "$ADAPTIVE", "tolerance": $TOLERANCE, "load_average_start": "$LOAD_START", "load_average_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
+  "adaptive": "$ADAPTIVE", "tolerance": $TOLERANCE, "split_bytes": $SPLIT, "load_average_start": "$LOAD_START", "load_average_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
   "capacity_iops": $CAP_IOPS, "capacity_mbps": $CAP_MBPS,
   "gold_reservation_iops": $GOLD_RES, "gold_latency_target_ms": $TARGET_MS,
   "bulk_limit_iops": $BULK_LIM, "bulk_limit_mbps": $BULK_LIM_MB,

@@ -38,10 +38,13 @@ o.AppendLine();
 string bound = Str(p, "adaptive") == "on"
     ? string.Create(ci, $" with the adaptive bound in the mclock runs (qos.adaptiveOutstanding, tolerance {p.GetProperty("tolerance").GetDouble():0.##}; FIFO: the fixed bound only)")
     : "";
+string split = p.TryGetProperty("split_bytes", out var sb) && sb.GetInt32() > 0
+    ? string.Create(ci, $"; reads and writes over {sb.GetInt32() / 1024} KiB go to the device in parts in the mclock runs (qos.splitBytes; FIFO and the capacity runs: unsplit)")
+    : "";
 string load = Str(p, "load_average_start") is { Length: > 0 } la ? $" Load average (1/5/15 min) {la} at the start, {Str(p, "load_average_end")} at the end." : "";
 o.AppendLine(ci, $"Capacity measured solo: {capIops:0} IOPS (4 KiB random reads, QD32), {capMbps:0} MB/s (1 MiB writes, QD32). " +
     $"gold: reservation {goldRes:0} IOPS, priority 1, latency target {p.GetProperty("gold_latency_target_ms").GetDouble():0.##} ms; " +
-    $"silver: weight 2; bulk: weight 1, limit {bulkLimIops:0} IOPS and {bulkLimMbps:0} MB/s; qos.maxOutstanding {p.GetProperty("max_outstanding").GetInt32()}{bound}. " +
+    $"silver: weight 2; bulk: weight 1, limit {bulkLimIops:0} IOPS and {bulkLimMbps:0} MB/s; qos.maxOutstanding {p.GetProperty("max_outstanding").GetInt32()}{bound}{split}. " +
     $"Together runs {mclock.Seconds:0} s, solo runs {solo["gold"].Seconds:0} s.{load}");
 o.AppendLine();
 o.AppendLine("| function | workload | solo IOPS | solo MB/s | solo p50/p99 ms | mclock IOPS | mclock MB/s | mclock p50/p99 ms | fifo IOPS | fifo MB/s | fifo p50/p99 ms |");

@@ -71,23 +71,26 @@ public sealed class FunctionHandle
         TargetMicros = level.LatencyTargetMs > 0 ? (long)Math.Ceiling(level.LatencyTargetMs * 1000) : 0;
     }
 
-    /// <summary>Reservation spacing for <paramref name="bytes"/>: met by either dimension, so the smaller.</summary>
-    internal double ReservationDelta(int bytes)
+    /// <summary>
+    /// Reservation spacing for <paramref name="ios"/> I/Os (1, or 0 for a later part of a split I/O)
+    /// moving <paramref name="bytes"/>: met by either dimension, so the smaller.
+    /// </summary>
+    internal double ReservationDelta(int ios, int bytes)
     {
         if (RTicksPerIo > 0)
-            return RTicksPerByte > 0 ? Math.Min(RTicksPerIo, bytes * RTicksPerByte) : RTicksPerIo;
+            return RTicksPerByte > 0 ? Math.Min(ios * RTicksPerIo, bytes * RTicksPerByte) : ios * RTicksPerIo;
         return bytes * RTicksPerByte;
     }
 
-    /// <summary>Limit spacing for <paramref name="bytes"/>: both dimensions cap, so the larger.</summary>
-    internal double LimitDelta(int bytes, in SchedulerConstants k)
+    /// <summary>Limit spacing for <paramref name="ios"/> I/Os moving <paramref name="bytes"/>: both dimensions cap, so the larger.</summary>
+    internal double LimitDelta(int ios, int bytes, in SchedulerConstants k)
     {
-        double delta = Math.Max(LTicksPerIo, bytes * LTicksPerByte);
+        double delta = Math.Max(ios * LTicksPerIo, bytes * LTicksPerByte);
         if (HoldScale < 1)
         {
             // Held back: the rate measured when the hold began, scaled down; both dimensions cap.
             double iops = Math.Max(HoldBaseIops * HoldScale, k.HoldBackMinIops);
-            double held = k.Frequency / iops;
+            double held = ios * k.Frequency / iops;
             if (HoldBaseBytesPerSecond > 0)
                 held = Math.Max(held, bytes * k.Frequency / (HoldBaseBytesPerSecond * HoldScale));
             delta = Math.Max(delta, held);

@@ -3,7 +3,9 @@ namespace Sluice.Qos;
 /// <summary>
 /// Permission to run one request at the back end. Dispose it (or call <see cref="Complete"/>)
 /// exactly when the back-end I/O has finished: that frees the slot for the next request and records
-/// the latency. A second dispose of the same grant is ignored.
+/// the latency. A second dispose of the same grant is ignored. For a part of a split I/O
+/// (<see cref="QosScheduler.AcquirePartAsync"/>) dispose counts its bytes only, and
+/// <see cref="Complete"/> on the last part counts the I/O with the latency given.
 /// </summary>
 public readonly struct Grant : IDisposable
 {

@@ -29,6 +29,10 @@ internal sealed class QosRequest : IValueTaskSource<Grant>
 
     internal FunctionHandle? Function;
     internal int Bytes;
+    /// <summary>1 when the request carries the per-I/O charge (a whole I/O, or the first part of a split one), else 0.</summary>
+    internal int Ios;
+    /// <summary>A part of an I/O split into several: its completion counts its bytes, not an I/O (<see cref="QosScheduler.AcquirePartAsync"/>).</summary>
+    internal bool Part;
     internal long Arrival;
     internal long Dispatched;
     internal double Cost;

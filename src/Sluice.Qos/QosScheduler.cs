@@ -15,7 +15,11 @@ namespace Sluice.Qos;
 /// <c>1/ReservationIops</c> and <c>bytes/ReservationBytesPerSecond</c> (a reservation is met by either
 /// figure), the limit spacing the larger of <c>1/LimitIops</c> and <c>bytes/LimitBytesPerSecond</c>
 /// (both limits hold). The proportional cost is <c>1 + bytes / CostUnitBytes</c> (64 KiB by default):
-/// one unit per I/O plus one per 64 KiB moved, so a 4 KiB read costs 1.06 and a 1 MiB read 17.</para>
+/// one unit per I/O plus one per 64 KiB moved, so a 4 KiB read costs 1.06 and a 1 MiB read 17.
+/// An I/O that the caller runs as several parts (<see cref="AcquirePartAsync"/>, so that a long
+/// transfer does not hold the device while other functions' small requests wait behind it) is tagged
+/// part by part with the per-I/O terms (<c>1/ReservationIops</c>, <c>1/LimitIops</c>, the fixed unit)
+/// on its first part only: split or not, it costs the same.</para>
 /// <para><b>Dispatch</b>, whenever a slot is free: first the constraint phase, the head with the
 /// smallest <c>R &lt;= now</c>; otherwise the weight phase, the head with the smallest <c>P</c> among
 /// functions whose <c>L &lt;= now</c>. A request sent in the weight phase moves its function's later
@@ -239,7 +243,26 @@ public sealed class QosScheduler : IDisposable
     /// </summary>
     /// <exception cref="OperationCanceledException">Canceled while waiting (the request is withdrawn).</exception>
     /// <exception cref="ObjectDisposedException">The scheduler was disposed.</exception>
-    public ValueTask<Grant> AcquireAsync(FunctionHandle function, int bytes, CancellationToken cancellationToken = default)
+    public ValueTask<Grant> AcquireAsync(FunctionHandle function, int bytes, CancellationToken cancellationToken = default) =>
+        Acquire(function, bytes, ios: 1, part: false, cancellationToken);
+
+    /// <summary>
+    /// Queues one part of an I/O that the caller splits into parts of at most a few hundred KiB and
+    /// runs one after another, so that a large transfer does not hold the device for its whole
+    /// length while small requests of other functions wait behind it (a device serves a transfer's
+    /// bytes in order). The parts are scheduled like separate requests of their sizes, but the
+    /// per-I/O charge (the IOPS spacing of reservation, limit and hold-back, and the fixed unit of
+    /// the proportional cost) is made once, by the part with <paramref name="first"/> set, so the
+    /// I/O costs what it would unsplit. Disposing a part's grant counts its bytes only; complete the
+    /// last part with <see cref="Grant.Complete"/> and the latency of the whole I/O, which counts the
+    /// I/O and records that latency.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">Canceled while waiting (the request is withdrawn).</exception>
+    /// <exception cref="ObjectDisposedException">The scheduler was disposed.</exception>
+    public ValueTask<Grant> AcquirePartAsync(FunctionHandle function, int bytes, bool first, CancellationToken cancellationToken = default) =>
+        Acquire(function, bytes, first ? 1 : 0, part: true, cancellationToken);
+
+    private ValueTask<Grant> Acquire(FunctionHandle function, int bytes, int ios, bool part, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(function);
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
@@ -264,6 +287,8 @@ public sealed class QosScheduler : IDisposable
             request = Rent();
             request.Function = function;
             request.Bytes = bytes;
+            request.Ios = ios;
+            request.Part = part;
             request.Arrival = now;
             request.State = QosRequest.States.Queued;
             Enqueue(request);
@@ -393,15 +418,20 @@ public sealed class QosScheduler : IDisposable
             if (now >= _sliceEnd && !_disposed)
                 Rotate(now);
             var f = request.Function!;
-            long micros = latencyMicros >= 0 ? latencyMicros : (long)((now - request.Arrival) * 1e6 / _k.Frequency);
-            f.CompletedIos++;
             f.CompletedBytes += request.Bytes;
-            f.SliceIos++;
             f.SliceBytes += request.Bytes;
-            f.Total.Record(micros);
-            f.Slices[_slice].Record(micros);
-            if (f.TargetMicros > 0 && micros > f.TargetMicros)
-                f.TargetMisses++;
+            // A part of a split I/O counts the I/O (and its latency) only when the caller completes
+            // the last part with the whole I/O's latency.
+            if (!request.Part || latencyMicros >= 0)
+            {
+                long micros = latencyMicros >= 0 ? latencyMicros : (long)((now - request.Arrival) * 1e6 / _k.Frequency);
+                f.CompletedIos++;
+                f.SliceIos++;
+                f.Total.Record(micros);
+                f.Slices[_slice].Record(micros);
+                if (f.TargetMicros > 0 && micros > f.TargetMicros)
+                    f.TargetMisses++;
+            }
             f.Outstanding--;
             _outstanding--;
             _outstandingCost = _outstanding == 0 ? 0 : _outstandingCost - request.Cost;
@@ -530,7 +560,7 @@ public sealed class QosScheduler : IDisposable
         double arrival = h.Arrival;
         if (f.HasReservation)
         {
-            double d = f.ReservationDelta(h.Bytes);
+            double d = f.ReservationDelta(h.Ios, h.Bytes);
             f.RLast = Math.Max(f.RLast + d, arrival);
             f.HeadR = f.RLast;
             f.HeadDeltaR = d;
@@ -542,12 +572,12 @@ public sealed class QosScheduler : IDisposable
             f.HeadDeltaR = 0;
         }
 
-        double dl = f.LimitDelta(h.Bytes, _k);
+        double dl = f.LimitDelta(h.Ios, h.Bytes, _k);
         f.LLast = Math.Max(f.LLast + dl, arrival);
         f.HeadL = f.LLast;
         f.HeadDeltaL = dl;
 
-        double dp = (1 + h.Bytes / _k.CostUnitBytes) * f.InverseWeight;
+        double dp = (h.Ios + h.Bytes / _k.CostUnitBytes) * f.InverseWeight;
         if (activation)
         {
             // No credit for idling: start level with the backlogged functions.

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Sluice.Storage;
 
@@ -7,23 +8,33 @@ namespace Sluice.Qos;
 /// One function's view of a shared back end: every read and write first waits for the function's
 /// turn in the device's <see cref="QosScheduler"/> and holds its slot until the back end is done.
 /// Reads and writes cost their length; unmap and flush cost one I/O (size 0), since they move no data.
+/// A read or write longer than <see cref="SplitBytes"/> is run as parts of at most that size, one
+/// after another, each waiting for its turn (<see cref="QosScheduler.AcquirePartAsync"/>): the device
+/// serves a transfer's bytes in order, so an unsplit 1 MiB write would keep every small read queued
+/// behind it for its whole transfer time, whatever the scheduler's order. Data still moves straight
+/// between the caller's buffer and the device (a part is a slice of it).
 /// Disposing this view does not dispose the shared device.
 /// </summary>
-public sealed class ScheduledBlockDevice : IBlockDevice
+public sealed class ScheduledBlockDevice : IBlockDevice, IAllocationMap
 {
     private readonly IBlockDevice _inner;
     private readonly QosScheduler _scheduler;
     private readonly FunctionHandle _function;
 
     /// <summary>Wraps <paramref name="inner"/> for <paramref name="function"/> of <paramref name="scheduler"/>.</summary>
-    public ScheduledBlockDevice(IBlockDevice inner, QosScheduler scheduler, FunctionHandle function)
+    public ScheduledBlockDevice(IBlockDevice inner, QosScheduler scheduler, FunctionHandle function, int splitBytes = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(splitBytes);
+        SplitBytes = splitBytes;
         _inner = inner ?? throw new ArgumentNullException(nameof(inner));
         _scheduler = scheduler ?? throw new ArgumentNullException(nameof(scheduler));
         _function = function ?? throw new ArgumentNullException(nameof(function));
         if (!ReferenceEquals(function.Owner, scheduler))
             throw new ArgumentException($"function '{function.Name}' belongs to another scheduler", nameof(function));
     }
+
+    /// <summary>Reads and writes longer than this are split into parts of at most this many bytes; 0 = never split.</summary>
+    public int SplitBytes { get; }
 
     /// <inheritdoc/>
     public long Length => _inner.Length;
@@ -38,16 +49,68 @@ public sealed class ScheduledBlockDevice : IBlockDevice
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
     {
-        using var grant = await _scheduler.AcquireAsync(_function, destination.Length, cancellationToken).ConfigureAwait(false);
-        await _inner.ReadAsync(offset, destination, cancellationToken).ConfigureAwait(false);
+        if (SplitBytes == 0 || destination.Length <= SplitBytes)
+        {
+            using var grant = await _scheduler.AcquireAsync(_function, destination.Length, cancellationToken).ConfigureAwait(false);
+            await _inner.ReadAsync(offset, destination, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        long start = Stopwatch.GetTimestamp();
+        for (int done = 0; done < destination.Length;)
+        {
+            int length = Math.Min(SplitBytes, destination.Length - done);
+            var grant = await _scheduler.AcquirePartAsync(_function, length, first: done == 0, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _inner.ReadAsync(offset + done, destination.Slice(done, length), cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                grant.Complete(Stopwatch.GetElapsedTime(start)); // the I/O ends here: count it
+                throw;
+            }
+            done += length;
+            EndPart(grant, last: done == destination.Length, start);
+        }
     }
 
     /// <inheritdoc/>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool forceUnitAccess, CancellationToken cancellationToken = default)
     {
-        using var grant = await _scheduler.AcquireAsync(_function, source.Length, cancellationToken).ConfigureAwait(false);
-        await _inner.WriteAsync(offset, source, forceUnitAccess, cancellationToken).ConfigureAwait(false);
+        if (SplitBytes == 0 || source.Length <= SplitBytes)
+        {
+            using var grant = await _scheduler.AcquireAsync(_function, source.Length, cancellationToken).ConfigureAwait(false);
+            await _inner.WriteAsync(offset, source, forceUnitAccess, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        long start = Stopwatch.GetTimestamp();
+        for (int done = 0; done < source.Length;)
+        {
+            int length = Math.Min(SplitBytes, source.Length - done);
+            var grant = await _scheduler.AcquirePartAsync(_function, length, first: done == 0, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                // FUA on every part: the command's data is durable when the last part is (SBC-3 5.40).
+                await _inner.WriteAsync(offset + done, source.Slice(done, length), forceUnitAccess, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                grant.Complete(Stopwatch.GetElapsedTime(start)); // the I/O ends here: count it
+                throw;
+            }
+            done += length;
+            EndPart(grant, last: done == source.Length, start);
+        }
+    }
+
+    /// <summary>Ends a part that succeeded: the last one reports the whole I/O's latency (counting the I/O).</summary>
+    private static void EndPart(Grant grant, bool last, long start)
+    {
+        if (last)
+            grant.Complete(Stopwatch.GetElapsedTime(start));
+        else
+            grant.Dispose();
     }
 
     /// <inheritdoc/>
@@ -65,6 +128,16 @@ public sealed class ScheduledBlockDevice : IBlockDevice
         using var grant = await _scheduler.AcquireAsync(_function, 0, cancellationToken).ConfigureAwait(false);
         await _inner.UnmapAsync(offset, length, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// The inner device's allocation map, not scheduled (a metadata lookup, not a transfer); all
+    /// mapped when the inner device has none.
+    /// </summary>
+    public ValueTask<IReadOnlyList<(long Offset, long Length, bool Mapped)>> GetAllocationAsync(
+        long offset, long length, CancellationToken cancellationToken = default) =>
+        _inner is IAllocationMap map
+            ? map.GetAllocationAsync(offset, length, cancellationToken)
+            : ValueTask.FromResult<IReadOnlyList<(long Offset, long Length, bool Mapped)>>([(offset, length, true)]);
 
     /// <summary>Nothing to release: the shared device belongs to whoever created it.</summary>
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;

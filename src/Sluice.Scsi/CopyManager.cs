@@ -7,10 +7,10 @@ namespace Sluice.Scsi;
 /// <summary>
 /// A logical unit that an EXTENDED COPY copy source or copy destination (CSCD) descriptor
 /// names: its device, the unit, the I_T nexus the copy manager acts through on it (reservations
-/// are checked for that nexus), and optionally a wrapper for the I/O the copy does on it (so a
-/// QoS-scheduled LU charges copy traffic to its scheduler).
+/// are checked for that nexus). A QoS-scheduled LU's device is itself scheduled, so the copy's
+/// I/O is charged to the LU's function like any other.
 /// </summary>
-public sealed record CopyTarget(ScsiTargetDevice Device, LogicalUnit Unit, ITNexus Nexus, Func<IBlockDevice, IBlockDevice>? WrapIo = null);
+public sealed record CopyTarget(ScsiTargetDevice Device, LogicalUnit Unit, ITNexus Nexus);
 
 /// <summary>
 /// Finds the logical unit an identification CSCD descriptor (type E4h, SPC-4 6.4.5.6) names by

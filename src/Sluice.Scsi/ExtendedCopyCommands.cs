@@ -287,8 +287,8 @@ internal static class ExtendedCopyCommands
             return null;
         }
 
-        var srcIo = source.WrapIo?.Invoke(src.Device) ?? src.Device;
-        var dstIo = destination.WrapIo?.Invoke(dst.Device) ?? dst.Device;
+        var srcIo = src.Device;
+        var dstIo = dst.Device;
         int granule = Math.Max(src.BlockSize, dst.BlockSize);
         int chunk = (int)Math.Min(bytes, ChunkBytes - (ChunkBytes % granule));
         long srcBase = (long)s.SourceLba * src.BlockSize;

@@ -39,13 +39,9 @@ internal sealed class CopyTargetResolver(Func<IEnumerable<TargetNode>> targets) 
                         ? node.Name + requester.TargetPortName[requester.TargetName.Length..]
                         : node.Name,
                 };
-            Func<IBlockDevice, IBlockDevice>? wrap = null;
-            if (node.Scheduling is { } scheduling && scheduling.TryGet(FunctionRegistry.LunField(lu.Lun), out var lane))
-            {
-                wrap = inner => new ScheduledBlockDevice(inner, lane.Scheduler, lane.Handle);
-            }
-
-            return new CopyTarget(node.Device, lu, nexus, wrap);
+            // A scheduled LUN's own device waits for its function's turn: the copy's reads and
+            // writes are scheduled like any other of that function's.
+            return new CopyTarget(node.Device, lu, nexus);
         }
 
         return null;

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Sluice.Qos;
 using Sluice.Scsi;
@@ -33,6 +32,7 @@ internal sealed class FunctionRegistry : IDisposable
             AdaptiveLatencyTolerance = config.Qos.AdaptiveLatencyTolerance,
             TimeProvider = timeProvider ?? TimeProvider.System,
         };
+        SplitBytes = config.Qos.SplitBytes;
         foreach (var f in config.Functions)
         {
             var state = new FunctionState(f.Name, LevelOf(f));
@@ -41,6 +41,9 @@ internal sealed class FunctionRegistry : IDisposable
                 state.Targets.Add(target);
         }
     }
+
+    /// <summary>Scheduled reads and writes longer than this are split into parts (<c>qos.splitBytes</c>; 0 = never).</summary>
+    public int SplitBytes { get; }
 
     /// <summary>The function names, in config order.</summary>
     public IReadOnlyList<string> FunctionNames
@@ -323,27 +326,27 @@ internal sealed class TargetScheduling
     internal bool TryGet(ulong lunField, out Lane lane) => _lanes.TryGetValue(lunField, out lane);
 
     /// <summary>
-    /// Runs <paramref name="request"/> on <paramref name="device"/>, first waiting for the LUN's
-    /// scheduler to admit <paramref name="bytes"/> when the LUN is scheduled. Cancellation (ABORT
-    /// TASK, connection close) withdraws a waiting request; the grant is completed in any case.
+    /// Runs <paramref name="request"/> on <paramref name="device"/> and, when the LUN is scheduled,
+    /// counts its data bytes for the function. The scheduling itself happens below, where the
+    /// command reaches the device: a scheduled LUN's device is a <see cref="ScheduledBlockDevice"/>,
+    /// so every read, write, flush and unmap waits its turn (and a long transfer goes in parts), and
+    /// a command that never touches the device (INQUIRY, REPORT LUNS, a cached MODE SENSE) takes
+    /// nothing of it. Cancellation (ABORT TASK, connection close) withdraws a waiting request.
     /// </summary>
-    public ValueTask<ScsiResponse> ExecuteAsync(ScsiTargetDevice device, ScsiRequest request, int bytes, CancellationToken cancellationToken) =>
+    public ValueTask<ScsiResponse> ExecuteAsync(ScsiTargetDevice device, ScsiRequest request, CancellationToken cancellationToken) =>
         _lanes.TryGetValue(request.Lun, out var lane)
-            ? ScheduledAsync(device, request, lane, bytes, cancellationToken)
+            ? CountedAsync(device, request, lane, cancellationToken)
             : device.ExecuteAsync(request, cancellationToken);
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<ScsiResponse> ScheduledAsync(ScsiTargetDevice device, ScsiRequest request, Lane lane, int bytes, CancellationToken cancellationToken)
+    private static async ValueTask<ScsiResponse> CountedAsync(ScsiTargetDevice device, ScsiRequest request, Lane lane, CancellationToken cancellationToken)
     {
-        long start = Stopwatch.GetTimestamp();
-        var grant = await lane.Scheduler.AcquireAsync(lane.Handle, bytes, cancellationToken).ConfigureAwait(false);
         try
         {
             return await device.ExecuteAsync(request, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            grant.Complete(Stopwatch.GetElapsedTime(start));
             lane.Counters.Completed(request.ExpectedDataInLength, request.ExpectedDataOutLength);
         }
     }

@@ -559,9 +559,9 @@ internal sealed partial class IscsiConnection
             ScsiResponse response;
             try
             {
-                // The function's device scheduler (if any) admits the command first; the session's
+                // A scheduled LUN's device operations wait for the function's turn; the session's
                 // CmdSN window already bounds how many commands one session can queue here.
-                response = await target.ExecuteAsync(request, Math.Max(task.InLength, task.Received), task.Cancellation.Token).ConfigureAwait(false);
+                response = await target.ExecuteAsync(request, task.Cancellation.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {

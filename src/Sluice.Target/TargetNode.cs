@@ -22,12 +22,12 @@ internal sealed class TargetNode
     public TargetScheduling? Scheduling { get; set; }
 
     /// <summary>
-    /// Runs one SCSI command, behind its function's device scheduler when the LUN is scheduled.
-    /// <paramref name="bytes"/> is the transfer size the scheduler charges.
+    /// Runs one SCSI command; a scheduled LUN's device waits for its function's turn at each
+    /// back-end operation (<see cref="TargetScheduling.ExecuteAsync"/>).
     /// </summary>
-    public ValueTask<ScsiResponse> ExecuteAsync(ScsiRequest request, int bytes, CancellationToken cancellationToken) =>
+    public ValueTask<ScsiResponse> ExecuteAsync(ScsiRequest request, CancellationToken cancellationToken) =>
         Scheduling is { } scheduling
-            ? scheduling.ExecuteAsync(Device, request, bytes, cancellationToken)
+            ? scheduling.ExecuteAsync(Device, request, cancellationToken)
             : Device.ExecuteAsync(request, cancellationToken);
 
     /// <summary>ACL check: empty list admits everyone (names compare case-insensitively, RFC 7143 §4.2.7.1).</summary>

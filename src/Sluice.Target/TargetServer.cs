@@ -196,9 +196,15 @@ public sealed partial class TargetServer : IAsyncDisposable
                 deviceKey = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{t.Name}/{lun.Number}");
             }
 
+            long? unmapGranularity = null; // what LogicalUnit would read from a memory device it sees unwrapped
             if (function is not null)
             {
+                // Every back-end operation of the LUN waits for the function's turn on the device's
+                // scheduler; long transfers go in parts of qos.splitBytes.
                 scheduling = Functions.Add(function, t.Name, lun.Number, deviceKey);
+                scheduling.TryGet(FunctionRegistry.LunField(lun.Number), out var lane);
+                unmapGranularity = device is MemoryBlockDevice memory ? memory.ChunkSize : null;
+                device = new ScheduledBlockDevice(device, lane.Scheduler, lane.Handle, Functions.SplitBytes);
             }
 
             var options = new LogicalUnitOptions
@@ -210,6 +216,7 @@ public sealed partial class TargetServer : IAsyncDisposable
                 SerialNumber = lun.Serial,
                 NaaIdentifier = StableNaa(t.Name, lun.Number),
                 MaxTransferLengthBytes = _config.Limits.MaxTransferLength,
+                UnmapGranularityBytes = unmapGranularity,
                 StateDirectory = stateDirectory,
             };
             units.Add(new LogicalUnit(lun.Number, device, options));

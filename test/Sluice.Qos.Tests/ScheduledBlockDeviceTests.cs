@@ -39,4 +39,118 @@ public class ScheduledBlockDeviceTests
         time.Advance(TimeSpan.FromMilliseconds(100)); // 10 IOPS: the next tag is 100 ms later
         await second.WaitAsync(TimeSpan.FromSeconds(10));
     }
+
+    [Fact]
+    public async Task Split_LongReadAndWrite_MoveEveryByteAndCountOneIoEach()
+    {
+        using var scheduler = new QosScheduler(new QosSchedulerOptions { TimeProvider = new FakeTimeProvider() });
+        await using var shared = new MemoryBlockDevice(1 << 20);
+        var a = new ScheduledBlockDevice(shared, scheduler, scheduler.RegisterFunction("a", ServiceLevel.BestEffort), splitBytes: 4096);
+        var data = new byte[10_000]; // two whole parts and a short one
+        new Random(3).NextBytes(data);
+
+        await a.WriteAsync(512, data, forceUnitAccess: true);
+        var direct = new byte[data.Length];
+        await shared.ReadAsync(512, direct);
+        var back = new byte[data.Length];
+        await a.ReadAsync(512, back);
+
+        Assert.Equal(data, direct);
+        Assert.Equal(data, back);
+        var stats = scheduler.GetSnapshot().Functions.Single();
+        Assert.Equal(2, stats.CompletedIos); // one write and one read, not six parts
+        Assert.Equal(20_000, stats.CompletedBytes);
+        Assert.Equal(2, stats.Latency.Count);
+        Assert.Equal(6, stats.ReservationDispatches + stats.WeightDispatches); // but six trips to the device
+        Assert.Equal(0, scheduler.GetSnapshot().Outstanding);
+    }
+
+    [Fact]
+    public async Task Split_AnotherFunctionsSmallRead_GoesBetweenTheParts()
+    {
+        using var scheduler = new QosScheduler(new QosSchedulerOptions { TimeProvider = new FakeTimeProvider(), MaxOutstanding = 1, RunContinuationsAsynchronously = false });
+        var device = new GatedDevice(1 << 20);
+        var bulk = new ScheduledBlockDevice(device, scheduler, scheduler.RegisterFunction("bulk", ServiceLevel.BestEffort), splitBytes: 4096);
+        var gold = new ScheduledBlockDevice(device, scheduler, scheduler.RegisterFunction("gold", ServiceLevel.BestEffort), splitBytes: 4096);
+
+        var write = bulk.WriteAsync(0, new byte[16384], forceUnitAccess: false).AsTask();
+        Assert.Equal([(0L, 4096)], device.Started); // the first part is at the device
+        var read = gold.ReadAsync(65536, new byte[512]).AsTask();
+        Assert.Single(device.Started); // the one slot is taken: the read waits in the scheduler
+        while (!write.IsCompleted || !read.IsCompleted)
+        {
+            Assert.True(device.ReleaseOne(), "nothing at the device while work is queued");
+            await Task.Yield();
+        }
+        await write;
+        await read;
+
+        // Unsplit, the read would wait for all 16 KiB; split, it waits for one part.
+        Assert.Equal([(0L, 4096), (65536L, 512), (4096L, 4096), (8192L, 4096), (12288L, 4096)], device.Started);
+    }
+
+    [Fact]
+    public async Task Split_LimitInIops_ChargesEachIoOnce()
+    {
+        var time = new FakeTimeProvider();
+        using var scheduler = new QosScheduler(new QosSchedulerOptions { TimeProvider = time });
+        await using var shared = new MemoryBlockDevice(1 << 20);
+        var a = new ScheduledBlockDevice(shared, scheduler, scheduler.RegisterFunction("a", new ServiceLevel { LimitIops = 10 }), splitBytes: 4096);
+
+        await a.ReadAsync(0, new byte[65536]).AsTask().WaitAsync(TimeSpan.FromSeconds(10)); // 16 parts, no time passes
+        var second = a.ReadAsync(0, new byte[65536]).AsTask();
+        Assert.False(second.IsCompleted); // 10 IOPS: the next I/O (not the next part) is 100 ms later
+        time.Advance(TimeSpan.FromMilliseconds(100));
+        await second.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(2, scheduler.GetSnapshot().Functions.Single().CompletedIos);
+    }
+
+    /// <summary>A memory device whose reads and writes wait until the test releases them, one at a time, in order.</summary>
+    private sealed class GatedDevice(long length) : IBlockDevice
+    {
+        private readonly MemoryBlockDevice _data = new(length);
+        private readonly Queue<TaskCompletionSource> _gates = new();
+
+        public List<(long Offset, int Length)> Started { get; } = [];
+
+        public long Length => _data.Length;
+
+        public bool IsReadOnly => false;
+
+        public bool SupportsUnmap => true;
+
+        public bool ReleaseOne()
+        {
+            if (!_gates.TryDequeue(out var gate))
+                return false;
+            gate.SetResult();
+            return true;
+        }
+
+        public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
+        {
+            await Gate(offset, destination.Length);
+            await _data.ReadAsync(offset, destination, cancellationToken);
+        }
+
+        public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool forceUnitAccess, CancellationToken cancellationToken = default)
+        {
+            await Gate(offset, source.Length);
+            await _data.WriteAsync(offset, source, forceUnitAccess, cancellationToken);
+        }
+
+        public ValueTask FlushAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+        public ValueTask UnmapAsync(long offset, long length, CancellationToken cancellationToken = default) => _data.UnmapAsync(offset, length, cancellationToken);
+
+        public ValueTask DisposeAsync() => _data.DisposeAsync();
+
+        private Task Gate(long offset, int length)
+        {
+            Started.Add((offset, length));
+            var gate = new TaskCompletionSource();
+            _gates.Enqueue(gate);
+            return gate.Task;
+        }
+    }
 }

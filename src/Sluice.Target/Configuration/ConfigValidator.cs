@@ -201,6 +201,8 @@ public static class ConfigValidator
             throw new ConfigException("qos.adaptiveLatencyTolerance", string.Create(CultureInfo.InvariantCulture, $"must be between 0.05 and 10 (got {q.AdaptiveLatencyTolerance})"));
         if (q.CostUnitBytes is < 512 or > 1 << 30)
             throw new ConfigException("qos.costUnitBytes", string.Create(CultureInfo.InvariantCulture, $"must be between 512 and {1 << 30} (got {q.CostUnitBytes})"));
+        if (q.SplitBytes != 0 && (q.SplitBytes < 4096 || q.SplitBytes % 512 != 0))
+            throw new ConfigException("qos.splitBytes", string.Create(CultureInfo.InvariantCulture, $"must be 0 (never split) or a multiple of 512 of at least 4096 (got {q.SplitBytes})"));
     }
 
     private static void Rate(double value, string at)

@@ -133,6 +133,16 @@ public sealed class QosConfig
     /// <summary>Bytes that cost as much as one I/O in the proportional (weight) share.</summary>
     public int CostUnitBytes { get; set; } = 65536;
 
+    /// <summary>
+    /// A scheduled LUN's reads and writes longer than this go to the device as parts of at most this
+    /// size, each waiting its turn, so a large transfer does not hold the device while other
+    /// functions' small requests queue behind it; 0 never splits.
+    /// </summary>
+    public int SplitBytes { get; set; } = DefaultSplitBytes;
+
+    /// <summary>Default of <see cref="SplitBytes"/>: 128 KiB.</summary>
+    public const int DefaultSplitBytes = 128 * 1024;
+
     /// <summary>The reservation phase paces at (1 + this) x the reservation, never above the limit.</summary>
     public double ReservationHeadroom { get; set; } = 0.02;
 

@@ -53,23 +53,23 @@ internal sealed class SluiceMetrics : IAsyncDisposable
         Registry = Prometheus.Metrics.NewCustomRegistry();
         var factory = Prometheus.Metrics.WithCustomRegistry(Registry);
         string[] fd = ["function", "device"];
-        _ios = factory.CreateCounter("sluice_function_ios_total", "Commands the function completed on the device (scheduled I/Os).", fd);
+        _ios = factory.CreateCounter("sluice_function_ios_total", "Device I/Os the function completed (a read or write counts once however it was split).", fd);
         _bytes = factory.CreateCounter("sluice_function_bytes_total", "Data bytes of the function's completed commands on the device, by direction (read, write).", [.. fd, "direction"]);
         _latency = factory.CreateHistogram(
             "sluice_function_latency_seconds",
             "Command latency from arrival at the scheduler to completion (queueing included).",
             fd,
             new HistogramConfiguration { Buckets = s_buckets });
-        _queueDepth = factory.CreateGauge("sluice_function_queue_depth", "Commands of the function waiting in the device's scheduler.", fd);
-        _outstanding = factory.CreateGauge("sluice_function_outstanding", "Commands of the function dispatched to the device and not yet complete.", fd);
+        _queueDepth = factory.CreateGauge("sluice_function_queue_depth", "Device operations (or parts of split ones) of the function waiting in the device's scheduler.", fd);
+        _outstanding = factory.CreateGauge("sluice_function_outstanding", "Device operations (or parts) of the function dispatched to the device and not yet complete.", fd);
         _throttled = factory.CreateCounter("sluice_function_throttled_seconds_total", "Time the function's next command was held back by its limit while the device had room (limit-held).", fd);
-        _dispatches = factory.CreateCounter("sluice_function_dispatches_total", "Commands dispatched, by scheduler phase: reservation (its reservation was due) or weight (its share of the rest; FIFO mode counts here).", [.. fd, "phase"]);
+        _dispatches = factory.CreateCounter("sluice_function_dispatches_total", "Device operations (or parts) dispatched, by scheduler phase: reservation (its reservation was due) or weight (its share of the rest; FIFO mode counts here).", [.. fd, "phase"]);
         _targetMisses = factory.CreateCounter("sluice_function_latency_target_misses_total", "Completed commands slower than the function's latency target (SLA misses).", fd);
         _slaWindowsMissed = factory.CreateCounter("sluice_function_sla_windows_missed_total", "Controller windows in which the function's p99 latency was above its target.", fd);
         _holdBack = factory.CreateGauge("sluice_function_hold_back_scale", "1 when the function is not held back; below 1, the factor applied to its weight-phase rate for a higher-priority function's latency target.", fd);
         _level = factory.CreateGauge("sluice_function_service_level", "The function's service level in force (fn set), by key; 0 rates mean none.", [.. fd, "key"]);
-        _deviceOutstanding = factory.CreateGauge("sluice_device_outstanding", "Commands at the device's back end now.", ["device"]);
-        _deviceQueued = factory.CreateGauge("sluice_device_queued", "Commands waiting in the device's scheduler now.", ["device"]);
+        _deviceOutstanding = factory.CreateGauge("sluice_device_outstanding", "Operations (or parts) at the device's back end now.", ["device"]);
+        _deviceQueued = factory.CreateGauge("sluice_device_queued", "Operations (or parts) waiting in the device's scheduler now.", ["device"]);
         _deviceMaxOutstanding = factory.CreateGauge("sluice_device_max_outstanding", "The bound on commands at the device's back end (qos.maxOutstanding).", ["device"]);
         // What DotNetStats lacks: allocations and GC pauses, read from the GC at scrape time.
         _allocated = factory.CreateCounter("dotnet_gc_allocated_bytes_total", "Bytes allocated on the managed heap since the process started (GC.GetTotalAllocatedBytes).");
