@@ -44,9 +44,10 @@ public sealed class FunctionHandle
     internal double HeadR, HeadL, HeadP, HeadDeltaR, HeadDeltaL, HeadDeltaP;
     internal double ThrottleEnd;
 
-    // Hold-back (latency target of a higher-priority function missed).
-    internal double HoldScale = 1, HoldBaseIops, HoldBaseBytesPerSecond;
-    internal long SliceIos, SliceBytes;
+    // Hold-back (latency target of a higher-priority function missed): the scale in force for this
+    // function (1 = not held), and the cost units it completed since the last judgement.
+    internal double HoldScale = 1;
+    internal double SliceCost;
     // Completions of the slices not yet judged against the latency target, and how many slices.
     internal readonly LatencyHistogram Pending = new();
     internal int PendingSlices;
@@ -83,20 +84,7 @@ public sealed class FunctionHandle
     }
 
     /// <summary>Limit spacing for <paramref name="ios"/> I/Os moving <paramref name="bytes"/>: both dimensions cap, so the larger.</summary>
-    internal double LimitDelta(int ios, int bytes, in SchedulerConstants k)
-    {
-        double delta = Math.Max(ios * LTicksPerIo, bytes * LTicksPerByte);
-        if (HoldScale < 1)
-        {
-            // Held back: the rate measured when the hold began, scaled down; both dimensions cap.
-            double iops = Math.Max(HoldBaseIops * HoldScale, k.HoldBackMinIops);
-            double held = ios * k.Frequency / iops;
-            if (HoldBaseBytesPerSecond > 0)
-                held = Math.Max(held, bytes * k.Frequency / (HoldBaseBytesPerSecond * HoldScale));
-            delta = Math.Max(delta, held);
-        }
-        return delta;
-    }
+    internal double LimitDelta(int ios, int bytes) => Math.Max(ios * LTicksPerIo, bytes * LTicksPerByte);
 }
 
 /// <summary>Scheduler-wide figures that tagging needs, copied once so the hot path reads fields.</summary>
@@ -106,14 +94,12 @@ internal readonly struct SchedulerConstants
     {
         Frequency = options.TimeProvider.TimestampFrequency;
         CostUnitBytes = options.CostUnitBytes;
-        HoldBackMinIops = options.HoldBackMinIops;
         ReservationHeadroom = options.ReservationHeadroom;
         Slices = options.LatencyWindowSlices;
     }
 
     public readonly double Frequency;
     public readonly double CostUnitBytes;
-    public readonly double HoldBackMinIops;
     public readonly double ReservationHeadroom;
     public readonly int Slices;
 }

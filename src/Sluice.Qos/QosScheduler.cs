@@ -37,12 +37,19 @@ namespace Sluice.Qos;
 /// slice without completions) is judged
 /// and has missed if their p99 is above its <see cref="ServiceLevel.LatencyTargetMs"/>; on a
 /// judgement every function of lower <see cref="ServiceLevel.Priority"/> than the highest-priority
-/// miss is held back:
-/// its weight-phase rate is capped at (rate measured when the hold began) x scale, and the scale is
-/// multiplied by <see cref="QosSchedulerOptions.HoldBackDecrease"/> per missed judgement, down to
-/// <see cref="QosSchedulerOptions.HoldBackMinScale"/>, and raised by
+/// miss is held back, all of them together: their weight-phase dispatches share one rate, in cost
+/// units (the proportional cost above) per second, which starts at the rate they completed since the
+/// previous judgement and is scaled by <see cref="QosSchedulerOptions.HoldBackDecrease"/> per missed
+/// judgement, down to <see cref="QosSchedulerOptions.HoldBackMinScale"/> (and never below
+/// <see cref="QosSchedulerOptions.HoldBackMinIops"/> units per second), and raised by
 /// <see cref="QosSchedulerOptions.HoldBackRecovery"/> per judgement without a miss (or slice in which
-/// no target function has completions), back to 1 (no hold).
+/// no target function has completions), back to 1 (no hold). Each weight dispatch of a held function
+/// books its cost on that shared rate, and which held function goes is still decided by the
+/// proportional tags, so the held functions keep their weights relative to one another (a cap per
+/// function, from each one's own recent rate, would freeze whatever split the moment of the miss had);
+/// up to 5 ms of unused rate carries over, since dispatch chances come when slots free up. When the
+/// hold ends, held functions get no credit for it: their proportional tags are raised to the smallest
+/// tag of the others, as for a function returning from idle.
 /// Reservations are never held back.</para>
 /// <para><b>Adaptive bound</b> (<see cref="QosSchedulerOptions.AdaptiveOutstanding"/>; in the spirit of
 /// TCP Vegas and of PARDA, Gulati, Ahmad, Waldspurger, FAST 2009): a request is sent only while the
@@ -99,6 +106,13 @@ public sealed class QosScheduler : IDisposable
     private long _sliceEnd;
     private int _slice;
     private int _holdSlices;
+
+    // Hold-back (class remarks): functions of priority below _heldBelow share one weight-phase rate,
+    // _holdRate = max(_holdBaseCost x _holdScale, HoldBackMinIops) cost units per second, booked on _holdNext.
+    private bool _holding;
+    private int _heldBelow;
+    private double _holdScale = 1, _holdBaseCost, _holdRate, _holdNext;
+    private readonly double _holdBurstTicks;
     private bool _disposed;
 
     // Adaptive bound (class remarks); _window is +infinity when the bound is fixed.
@@ -115,6 +129,9 @@ public sealed class QosScheduler : IDisposable
     private int _slicesSinceProbe;
     private bool _probing;
     private double _windowBeforeProbe;
+
+    /// <summary>Unused held rate carried over at most (class remarks, hold-back).</summary>
+    internal static readonly TimeSpan HoldBurst = TimeSpan.FromMilliseconds(5);
 
     /// <summary>Small completions a slice needs before the adaptive controller judges it.</summary>
     internal const int AdaptiveMinSamples = 8;
@@ -134,6 +151,7 @@ public sealed class QosScheduler : IDisposable
         _origin = _time.GetTimestamp();
         _sliceTicks = Math.Max(1, (long)(_options.LatencyWindow.TotalSeconds * _k.Frequency / _options.LatencyWindowSlices));
         _sliceEnd = _sliceTicks;
+        _holdBurstTicks = HoldBurst.TotalSeconds * _k.Frequency;
         _adaptive = _options.AdaptiveOutstanding;
         if (_adaptive)
         {
@@ -419,14 +437,13 @@ public sealed class QosScheduler : IDisposable
                 Rotate(now);
             var f = request.Function!;
             f.CompletedBytes += request.Bytes;
-            f.SliceBytes += request.Bytes;
+            f.SliceCost += request.Ios + request.Bytes / _k.CostUnitBytes;
             // A part of a split I/O counts the I/O (and its latency) only when the caller completes
             // the last part with the whole I/O's latency.
             if (!request.Part || latencyMicros >= 0)
             {
                 long micros = latencyMicros >= 0 ? latencyMicros : (long)((now - request.Arrival) * 1e6 / _k.Frequency);
                 f.CompletedIos++;
-                f.SliceIos++;
                 f.Total.Record(micros);
                 f.Slices[_slice].Record(micros);
                 if (f.TargetMicros > 0 && micros > f.TargetMicros)
@@ -572,7 +589,7 @@ public sealed class QosScheduler : IDisposable
             f.HeadDeltaR = 0;
         }
 
-        double dl = f.LimitDelta(h.Ios, h.Bytes, _k);
+        double dl = f.LimitDelta(h.Ios, h.Bytes);
         f.LLast = Math.Max(f.LLast + dl, arrival);
         f.HeadL = f.LLast;
         f.HeadDeltaL = dl;
@@ -598,7 +615,7 @@ public sealed class QosScheduler : IDisposable
         }
         f.HeadP = f.PLast;
         f.HeadDeltaP = dp;
-        _tags[f.ActiveIndex] = new HeadTags(f.HeadR, f.HeadL, f.HeadP);
+        _tags[f.ActiveIndex] = new HeadTags(f.HeadR, f.HeadL, f.HeadP, IsHeld(f));
     }
 
     /// <summary>Takes back the head's increments (before it is re-tagged or withdrawn).</summary>
@@ -673,7 +690,9 @@ public sealed class QosScheduler : IDisposable
                     wakeAt = r;
                 }
 
-                double l = t.L;
+                double own = t.L;
+                // A held-back function also waits for the held class's next slot (HoldBack).
+                double l = t.Held && _holdNext > own ? _holdNext : own;
                 if (l <= now)
                 {
                     if (t.P < bestP)
@@ -687,11 +706,11 @@ public sealed class QosScheduler : IDisposable
                     if (l < wakeAt)
                         wakeAt = l;
                     var f = _active[i];
-                    if (r > now && l > f.ThrottleEnd)
+                    if (r > now && own > now && own > f.ThrottleEnd)
                     {
                         // Held by its limit while the device has room: count until its L tag is due.
-                        f.ThrottledTicks += l - Math.Max(now, f.ThrottleEnd);
-                        f.ThrottleEnd = l;
+                        f.ThrottledTicks += own - Math.Max(now, f.ThrottleEnd);
+                        f.ThrottleEnd = own;
                     }
                 }
             }
@@ -717,6 +736,15 @@ public sealed class QosScheduler : IDisposable
                 chosen.RLast -= chosen.HeadDeltaR;
                 if (chosen.HeadP > _virtualTime)
                     _virtualTime = chosen.HeadP;
+                if (tags[weightIndex].Held)
+                {
+                    // The held class shares one rate: each weight dispatch of any held function
+                    // books its cost on it, so the weights among them still decide who goes.
+                    // Up to HoldBurst of unused rate carries over: dispatch chances come when
+                    // slots free up, not exactly when the rate allows the next request.
+                    var h = chosen.Head!;
+                    _holdNext = Math.Max(_holdNext, now - _holdBurstTicks) + (h.Ios + h.Bytes / _k.CostUnitBytes) * _k.Frequency / _holdRate;
+                }
             }
             else
             {
@@ -879,25 +907,78 @@ public sealed class QosScheduler : IDisposable
             return; // not enough samples yet: no decision, rates keep accumulating
         double seconds = _holdSlices * _sliceTicks / _k.Frequency;
         _holdSlices = 0;
+        bool was = _holding;
+        if (missed)
+        {
+            if (!_holding || missPriority != _heldBelow)
+            {
+                // A new hold: every function below the missing priority, together, at the cost
+                // rate they completed since the last judgement, scaled down from here.
+                double cost = 0;
+                foreach (var f in _functions)
+                {
+                    if (f.Level.Priority < missPriority)
+                        cost += f.SliceCost;
+                }
+                _holdBaseCost = Math.Max(cost / seconds, _options.HoldBackMinIops);
+                _holdScale = 1;
+                _heldBelow = missPriority;
+                _holding = true;
+            }
+            _holdScale = Math.Max(_options.HoldBackMinScale, _holdScale * _options.HoldBackDecrease);
+        }
+        else if (_holding)
+        {
+            _holdScale = Math.Min(1, _holdScale + _options.HoldBackRecovery);
+            if (_holdScale >= 1)
+            {
+                RebaseHeld();
+                _holding = false;
+            }
+        }
+        _holdRate = Math.Max(_holdBaseCost * _holdScale, _options.HoldBackMinIops);
         foreach (var f in _functions)
         {
-            if (missed && f.Level.Priority < missPriority)
-            {
-                if (f.HoldScale >= 1)
-                {
-                    f.HoldBaseIops = Math.Max(f.SliceIos / seconds, _options.HoldBackMinIops);
-                    f.HoldBaseBytesPerSecond = f.SliceBytes / seconds;
-                }
-                f.HoldScale = Math.Max(_options.HoldBackMinScale, f.HoldScale * _options.HoldBackDecrease);
-            }
-            else if (f.HoldScale < 1)
-            {
-                f.HoldScale = Math.Min(1, f.HoldScale + _options.HoldBackRecovery);
-            }
-            f.SliceIos = 0;
-            f.SliceBytes = 0;
+            f.HoldScale = IsHeld(f) ? _holdScale : 1;
+            f.SliceCost = 0;
+        }
+        if (_holding || was)
+        {
+            for (int i = 0; i < _activeCount; i++)
+                _tags[i] = _tags[i] with { Held = IsHeld(_active[i]) };
         }
     }
+
+    /// <summary>
+    /// At the end of a hold: no credit for having been held back. A held function's proportional tag
+    /// fell behind while it waited for the held rate; left so, it would take the device from everyone
+    /// else until it caught up (seconds, after a long hold). Like a function that returns from idle,
+    /// it starts level with the smallest tag of the functions that were not held.
+    /// </summary>
+    private void RebaseHeld()
+    {
+        double basis = double.PositiveInfinity;
+        for (int i = 0; i < _activeCount; i++)
+        {
+            if (!_tags[i].Held && _tags[i].P < basis)
+                basis = _tags[i].P;
+        }
+        if (double.IsPositiveInfinity(basis))
+            return; // only held functions are backlogged: they are level with one another already
+        for (int i = 0; i < _activeCount; i++)
+        {
+            var f = _active[i];
+            if (_tags[i].Held && f.HeadP < basis)
+            {
+                f.PLast += basis - f.HeadP;
+                f.HeadP = basis;
+                _tags[i] = _tags[i] with { P = basis };
+            }
+        }
+    }
+
+    /// <summary>Whether <paramref name="f"/> is below the priority of a missed latency target now.</summary>
+    private bool IsHeld(FunctionHandle f) => _holding && f.Level.Priority < _heldBelow;
 
     private static void Signal(QosRequest? r)
     {
@@ -951,4 +1032,4 @@ public sealed class QosScheduler : IDisposable
 }
 
 /// <summary>The tags of a backlogged function's head request.</summary>
-internal readonly record struct HeadTags(double R, double L, double P);
+internal readonly record struct HeadTags(double R, double L, double P, bool Held);

@@ -95,7 +95,7 @@ public sealed record QosSchedulerOptions
     /// </summary>
     public int LatencyMinSamples { get; init; } = 100;
 
-    /// <summary>Multiplicative decrease of a held-back function's effective limit per missed judgement.</summary>
+    /// <summary>Multiplicative decrease of the held-back functions' shared weight-phase rate per missed judgement.</summary>
     public double HoldBackDecrease { get; init; } = 0.5;
 
     /// <summary>Additive recovery of the hold-back scale per judgement in which every target is met.</summary>
@@ -104,7 +104,10 @@ public sealed record QosSchedulerOptions
     /// <summary>The hold-back scale never goes below this.</summary>
     public double HoldBackMinScale { get; init; } = 1.0 / 64;
 
-    /// <summary>A held-back function still gets at least this many IOPS in the weight phase.</summary>
+    /// <summary>
+    /// The held-back functions together still get at least this many cost units per second (about as
+    /// many small I/Os) in the weight phase.
+    /// </summary>
     public double HoldBackMinIops { get; init; } = 10;
 
     /// <summary>

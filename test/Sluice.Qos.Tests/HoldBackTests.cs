@@ -44,6 +44,55 @@ public class HoldBackTests
         Assert.InRange(l.Iops(now, now + TimeSpan.FromMilliseconds(200)), 8000 * 0.97, 8000 * 1.01);
     }
 
+    [Fact]
+    public void HoldBack_HeldFunctionsKeepTheirWeights_EvenOneThatArrivesDuringTheHold()
+    {
+        using var sim = new Simulation();
+        var h = sim.AddClient("h", s_high, depth: 8);
+        var a = sim.AddClient("a", new ServiceLevel { Weight = 2 }, depth: 32);
+        var b = sim.AddClient("b", new ServiceLevel { Weight = 1 }, depth: 32);
+        h.Start(); a.Start();
+        sim.Run(TimeSpan.FromSeconds(1.5));
+        b.Start(); // had no rate of its own when the hold began
+        int heldSamples = 0;
+        for (int i = 0; i < 20; i++)
+        {
+            sim.Run(TimeSpan.FromMilliseconds(100));
+            if (sim.Scheduler.GetSnapshot().Functions.Single(f => f.Name == "a").HoldBackScale < 1)
+                heldSamples++;
+        }
+        Assert.True(heldSamples >= 10, $"a and b held back in {heldSamples} of 20 samples");
+
+        var from = sim.Elapsed - TimeSpan.FromSeconds(1);
+        double ratio = a.CompletedBetween(from, sim.Elapsed) / (double)Math.Max(1, b.CompletedBetween(from, sim.Elapsed));
+        var stats = sim.Scheduler.GetSnapshot().Functions.ToDictionary(f => f.Name);
+        Assert.True(stats["h"].SlaWindowsMissed > 0);
+        Assert.Equal(stats["a"].HoldBackScale, stats["b"].HoldBackScale); // one class, one scale
+        Assert.InRange(ratio, 2 * 0.85, 2 * 1.15);
+        Assert.True(b.CompletedBetween(from, sim.Elapsed) > 0, "b not starved");
+    }
+
+    [Fact]
+    public void HoldBack_Ends_HeldFunctionGetsNoCreditForTheHold()
+    {
+        using var sim = new Simulation();
+        var h = sim.AddClient("h", s_high, depth: 8);
+        var l = sim.AddClient("l", new ServiceLevel { Weight = 4 }, depth: 32);
+        h.Start(); l.Start();
+        sim.Run(TimeSpan.FromSeconds(1.5)); // l held back for most of it; its proportional tag lags
+        sim.Scheduler.UpdateServiceLevel("h", s_high with { LatencyTargetMs = 0 }); // no more misses: the hold ends
+        var deadline = sim.Elapsed + TimeSpan.FromSeconds(2);
+        while (sim.Scheduler.GetSnapshot().Functions.Single(f => f.Name == "l").HoldBackScale < 1 && sim.Elapsed < deadline)
+            sim.Run(TimeSpan.FromMilliseconds(10));
+        Assert.True(sim.Elapsed < deadline, "the hold ended");
+
+        var from = sim.Elapsed;
+        sim.Run(TimeSpan.FromMilliseconds(300));
+        // Weights 1:4 of 8000 IOPS: h's share is 1600 IOPS. With the hold's credit, l would take
+        // the whole device for seconds.
+        Assert.InRange(h.Iops(from, sim.Elapsed), 1600 * 0.8, 1600 * 1.2);
+    }
+
     [Theory]
     [InlineData(100, false)]
     [InlineData(1, true)]

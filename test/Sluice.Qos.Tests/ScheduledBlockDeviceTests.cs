@@ -79,8 +79,14 @@ public class ScheduledBlockDeviceTests
         Assert.Single(device.Started); // the one slot is taken: the read waits in the scheduler
         while (!write.IsCompleted || !read.IsCompleted)
         {
-            Assert.True(device.ReleaseOne(), "nothing at the device while work is queued");
-            await Task.Yield();
+            // The next operation reaches the device once the previous one's continuation has run.
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (!device.ReleaseOne())
+            {
+                Assert.True(DateTime.UtcNow < deadline, "nothing at the device while work is queued");
+                await Task.Delay(1);
+            }
+            await Task.Delay(1);
         }
         await write;
         await read;
@@ -109,9 +115,18 @@ public class ScheduledBlockDeviceTests
     private sealed class GatedDevice(long length) : IBlockDevice
     {
         private readonly MemoryBlockDevice _data = new(length);
+        private readonly Lock _lock = new();
         private readonly Queue<TaskCompletionSource> _gates = new();
+        private readonly List<(long Offset, int Length)> _started = [];
 
-        public List<(long Offset, int Length)> Started { get; } = [];
+        public List<(long Offset, int Length)> Started
+        {
+            get
+            {
+                lock (_lock)
+                    return [.. _started];
+            }
+        }
 
         public long Length => _data.Length;
 
@@ -121,22 +136,26 @@ public class ScheduledBlockDeviceTests
 
         public bool ReleaseOne()
         {
-            if (!_gates.TryDequeue(out var gate))
-                return false;
+            TaskCompletionSource? gate;
+            lock (_lock)
+            {
+                if (!_gates.TryDequeue(out gate))
+                    return false;
+            }
             gate.SetResult();
             return true;
         }
 
         public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
         {
-            await Gate(offset, destination.Length);
-            await _data.ReadAsync(offset, destination, cancellationToken);
+            await Gate(offset, destination.Length).ConfigureAwait(false);
+            await _data.ReadAsync(offset, destination, cancellationToken).ConfigureAwait(false);
         }
 
         public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool forceUnitAccess, CancellationToken cancellationToken = default)
         {
-            await Gate(offset, source.Length);
-            await _data.WriteAsync(offset, source, forceUnitAccess, cancellationToken);
+            await Gate(offset, source.Length).ConfigureAwait(false);
+            await _data.WriteAsync(offset, source, forceUnitAccess, cancellationToken).ConfigureAwait(false);
         }
 
         public ValueTask FlushAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
@@ -147,9 +166,12 @@ public class ScheduledBlockDeviceTests
 
         private Task Gate(long offset, int length)
         {
-            Started.Add((offset, length));
             var gate = new TaskCompletionSource();
-            _gates.Enqueue(gate);
+            lock (_lock)
+            {
+                _started.Add((offset, length));
+                _gates.Enqueue(gate);
+            }
             return gate.Task;
         }
     }
