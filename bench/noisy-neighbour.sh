@@ -7,7 +7,7 @@
 #   bench/noisy-neighbour.sh [--backends model,file] [--duration S] [--solo-duration S]
 #                            [--model SPEC] [--max-outstanding N] [--adaptive on|off]
 #                            [--tolerance T] [--cost-unit auto|BYTES] [--latency-factor F]
-#                            [--split BYTES]
+#                            [--split BYTES] [--headroom H]
 #                            [--out DIR] [--png-dir DIR]
 #                            [--artifacts-path DIR] [--no-build]
 #
@@ -21,7 +21,8 @@
 # qos.adaptiveLatencyTolerance T = 0.5; --adaptive off: only the fixed qos.maxOutstanding N = 8);
 # the mclock runs also split reads and writes longer than qos.splitBytes (--split BYTES, 131072;
 # 0 = never) into parts that each wait their turn, so a 1 MiB write does not hold the device while
-# gold's reads queue behind it;
+# gold's reads queue behind it, and pace reservations at (1 + H) x (qos.reservationHeadroom,
+# --headroom H, 0.02);
 # the FIFO run is plain: arrival order, the fixed bound N only, nothing split. qos.costUnitBytes (what a byte
 # costs against an I/O in the weight share) is calibrated per back end from the measured capacity,
 # capacity MB/s / capacity IOPS (--cost-unit auto), so that a 1 MiB write costs what it takes of
@@ -38,10 +39,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))"
 BACKENDS="model,file"; DURATION=15; SOLO=8; MODEL="model:2GiB:iops=3000,mbps=300,latency=1ms"
-MAX_OUT=8; COST_ARG=auto; COST_UNIT=65536; ADAPTIVE=on; TOLERANCE=0.5; LAT_FACTOR=1.5; SPLIT=131072; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
+MAX_OUT=8; COST_ARG=auto; COST_UNIT=65536; ADAPTIVE=on; TOLERANCE=0.5; LAT_FACTOR=1.5; SPLIT=131072; HEADROOM=0.02; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
 CMDLINE="bench/noisy-neighbour.sh $*"
 
-usage() { sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --backends) BACKENDS="$2"; shift ;;
@@ -54,6 +55,7 @@ while [[ $# -gt 0 ]]; do
     --cost-unit) COST_ARG="$2"; shift ;;
     --latency-factor) LAT_FACTOR="$2"; shift ;;
     --split) SPLIT="$2"; shift ;;
+    --headroom) HEADROOM="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --png-dir) PNG_DIR="$2"; shift ;;
     --artifacts-path) ARTIFACTS="$2"; shift ;;
@@ -115,7 +117,7 @@ write_config() {
     { "name": "silver", "targets": ["$IQN:silver"], "weight": 2 },
     { "name": "bulk",   "targets": ["$IQN:bulk"],   "weight": 1 }
   ],
-  "qos": { "mode": "$4", "maxOutstanding": $MAX_OUT, "adaptiveOutstanding": $adaptive, "adaptiveLatencyTolerance": $TOLERANCE, "costUnitBytes": $COST_UNIT, "splitBytes": $5 }
+  "qos": { "mode": "$4", "maxOutstanding": $MAX_OUT, "adaptiveOutstanding": $adaptive, "adaptiveLatencyTolerance": $TOLERANCE, "costUnitBytes": $COST_UNIT, "splitBytes": $5, "reservationHeadroom": $HEADROOM }
 }
 EOF
 }
@@ -256,7 +258,7 @@ for BACKEND in ${BACKENDS//,/ }; do
 
   cat >"$D/params.json" <<EOF
 { "backend": "$BACKEND", "device": "$SPEC", "max_outstanding": $MAX_OUT,
-  "adaptive": "$ADAPTIVE", "tolerance": $TOLERANCE, "split_bytes": $SPLIT, "load_average_start": "$LOAD_START", "load_average_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
+  "adaptive": "$ADAPTIVE", "tolerance": $TOLERANCE, "split_bytes": $SPLIT, "headroom": $HEADROOM, "load_average_start": "$LOAD_START", "load_average_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
   "capacity_iops": $CAP_IOPS, "capacity_mbps": $CAP_MBPS,
   "gold_reservation_iops": $GOLD_RES, "gold_latency_target_ms": $TARGET_MS,
   "bulk_limit_iops": $BULK_LIM, "bulk_limit_mbps": $BULK_LIM_MB,

@@ -56,7 +56,7 @@ namespace Sluice.Qos;
 /// cost outstanding at the back end (<c>1 + bytes / CostUnitBytes</c> per request) is below a window
 /// <c>W</c>, so that requests wait here, in the scheduler's order, rather than in the device's own
 /// queue (a large request may take the outstanding cost above <c>W</c>; nothing else is sent until
-/// it drops below again). Once per slice, the mean dispatch-to-completion time of the slice's small
+/// it drops below again; a request due by its reservation is sent even then). Once per slice, the mean dispatch-to-completion time of the slice's small
 /// requests (512 bytes to <c>CostUnitBytes</c>: their time is latency rather than transfer, and a
 /// command without a block of data may never reach the device) is compared
 /// with the base, the smallest slice median of small requests over the last ten latency windows
@@ -664,11 +664,9 @@ public sealed class QosScheduler : IDisposable
         double now = nowTicks;
         while (_outstanding < _maxOutstanding && _activeCount > 0)
         {
-            if (_outstandingCost >= _window)
-            {
-                _windowBound = true;
-                break;
-            }
+            // A full adaptive window holds back the weight phase only: a request due by its
+            // reservation still goes (a reservation is a guarantee; the window orders the rest).
+            bool windowFull = _outstandingCost >= _window;
             FunctionHandle? byReservation = null, byWeight = null;
             double bestR = double.PositiveInfinity, bestP = double.PositiveInfinity, wakeAt = double.PositiveInfinity;
             int reservationIndex = -1, weightIndex = -1;
@@ -716,7 +714,7 @@ public sealed class QosScheduler : IDisposable
             }
             if (reservationIndex >= 0)
                 byReservation = _active[reservationIndex];
-            else if (weightIndex >= 0)
+            else if (weightIndex >= 0 && !windowFull)
                 byWeight = _active[weightIndex];
 
             FunctionHandle chosen;
@@ -748,6 +746,8 @@ public sealed class QosScheduler : IDisposable
             }
             else
             {
+                if (windowFull && weightIndex >= 0)
+                    _windowBound = true;
                 ArmTimer(wakeAt, nowTicks);
                 break;
             }

@@ -90,6 +90,42 @@ public class AdaptiveOutstandingTests
     }
 
     [Fact]
+    public void FullWindow_HoldsTheWeightPhase_NotARequestDueByItsReservation()
+    {
+        var time = new FakeTimeProvider();
+        using var s = new QosScheduler(new QosSchedulerOptions
+        {
+            MaxOutstanding = 8,
+            AdaptiveOutstanding = true,
+            TimeProvider = time,
+            RunContinuationsAsynchronously = false,
+        });
+        var bulk = s.RegisterFunction("bulk", ServiceLevel.BestEffort);
+        var gold = s.RegisterFunction("gold", new ServiceLevel { ReservationIops = 100 });
+        var b1 = s.AcquireAsync(bulk, 0);
+        var b2 = s.AcquireAsync(bulk, 0);                           // cost 2 outstanding: the window (2) is full
+        var b3 = s.AcquireAsync(bulk, 0);
+        var g1 = s.AcquireAsync(gold, 4096);
+        var g2 = s.AcquireAsync(gold, 4096);                        // its reservation is not due for 10 ms
+
+        Assert.True(b1.IsCompleted && b2.IsCompleted);
+        Assert.False(b3.IsCompleted);
+        Assert.True(g1.IsCompleted);
+        Assert.Equal(DispatchPhase.Reservation, g1.Done().Phase);
+        Assert.False(g2.IsCompleted);
+        time.Advance(TimeSpan.FromMilliseconds(10));                // due now: goes, window still full
+        Assert.True(g2.IsCompleted);
+        Assert.False(b3.IsCompleted);
+
+        b1.Done().Dispose();
+        b2.Done().Dispose();
+        g1.Done().Dispose();
+        g2.Done().Dispose();
+        Assert.True(b3.IsCompleted);
+        b3.Done().Dispose();
+    }
+
+    [Fact]
     public void Window_ShrinksWhenSmallLatencyRisesAndGrowsBackWhenItFalls()
     {
         using var sim = Device(adaptive: true, lanes: 2);
