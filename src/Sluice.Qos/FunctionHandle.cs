@@ -95,11 +95,13 @@ internal readonly struct SchedulerConstants
         Frequency = options.TimeProvider.TimestampFrequency;
         CostUnitBytes = options.CostUnitBytes;
         ReservationHeadroom = options.ReservationHeadroom;
+        ReservationBurstTicks = options.ReservationBurst.TotalSeconds * Frequency;
         Slices = options.LatencyWindowSlices;
     }
 
     public readonly double Frequency;
     public readonly double CostUnitBytes;
     public readonly double ReservationHeadroom;
+    public readonly double ReservationBurstTicks;
     public readonly int Slices;
 }

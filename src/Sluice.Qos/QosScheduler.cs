@@ -10,7 +10,9 @@ namespace Sluice.Qos;
 /// function's queue carries three tags, computed when it reaches the head (so a service-level change
 /// applies to the very next tag) from the previous request's tags and the request's arrival time
 /// <c>t</c>:
-/// <c>R = max(R' + dR, t)</c>, <c>L = max(L' + dL, t)</c>, <c>P = P' + cost / weight</c>.
+/// <c>R = max(R' + dR, t - B)</c>, <c>L = max(L' + dL, t)</c>, <c>P = P' + cost / weight</c>, where
+/// <c>B</c> is <see cref="QosSchedulerOptions.ReservationBurst"/> (10 ms of unused reservation carry over,
+/// so a closed-loop client is not paced below its reservation; the paper has <c>B = 0</c>).
 /// <c>dR</c> and <c>dL</c> are in real time: the reservation spacing is the smaller of
 /// <c>1/ReservationIops</c> and <c>bytes/ReservationBytesPerSecond</c> (a reservation is met by either
 /// figure), the limit spacing the larger of <c>1/LimitIops</c> and <c>bytes/LimitBytesPerSecond</c>
@@ -578,7 +580,8 @@ public sealed class QosScheduler : IDisposable
         if (f.HasReservation)
         {
             double d = f.ReservationDelta(h.Ios, h.Bytes);
-            f.RLast = Math.Max(f.RLast + d, arrival);
+            // Up to ReservationBurst of unused reservation carries over (a closed-loop client).
+            f.RLast = Math.Max(f.RLast + d, arrival - _k.ReservationBurstTicks);
             f.HeadR = f.RLast;
             f.HeadDeltaR = d;
         }

@@ -78,6 +78,22 @@ public sealed record QosSchedulerOptions
     /// <summary>Default for <see cref="ReservationHeadroom"/>.</summary>
     public const double DefaultReservationHeadroom = 0.02;
 
+    /// <summary>
+    /// Reservation credit a function keeps across a short pause (config key <c>qos.reservationBurstMs</c>):
+    /// a request's reservation tag is <c>max(R' + dR, arrival - ReservationBurst)</c> rather than
+    /// <c>max(R' + dR, arrival)</c>. A closed-loop client (a fixed queue depth) has nothing queued
+    /// while all its commands are at the device, so each completion-and-resubmit looks like a return
+    /// from idle; with no credit its next few requests are spaced <c>dR</c> apart from that moment,
+    /// the spacing adds to its latency and keeps it below the very reservation it paces (the Ceph
+    /// dmClock scheduler's "anticipation timeout" answers the same problem). Up to this much unused
+    /// reservation carries over, so at most <c>ReservationBurst x reservation</c> requests go at once
+    /// after a pause; 0 = strict mClock.
+    /// </summary>
+    public TimeSpan ReservationBurst { get; init; } = DefaultReservationBurst;
+
+    /// <summary>Default for <see cref="ReservationBurst"/>: 10 ms.</summary>
+    public static readonly TimeSpan DefaultReservationBurst = TimeSpan.FromMilliseconds(10);
+
     /// <summary>The sliding window over which per-function latency quantiles are reported.</summary>
     public TimeSpan LatencyWindow { get; init; } = TimeSpan.FromSeconds(1);
 
@@ -124,6 +140,7 @@ public sealed record QosSchedulerOptions
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxOutstanding);
         if (!(AdaptiveLatencyTolerance > 0) || double.IsInfinity(AdaptiveLatencyTolerance))
             throw new ArgumentOutOfRangeException(nameof(AdaptiveLatencyTolerance), AdaptiveLatencyTolerance, "must be > 0");
+        ArgumentOutOfRangeException.ThrowIfLessThan(ReservationBurst, TimeSpan.Zero);
         if (!(ReservationHeadroom >= 0 && ReservationHeadroom <= 1))
             throw new ArgumentOutOfRangeException(nameof(ReservationHeadroom), ReservationHeadroom, "must be in [0, 1]");
         if (!(AdaptiveMinCost >= 1) || double.IsInfinity(AdaptiveMinCost))

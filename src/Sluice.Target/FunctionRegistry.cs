@@ -29,6 +29,7 @@ internal sealed class FunctionRegistry : IDisposable
             CostUnitBytes = config.Qos.CostUnitBytes,
             AdaptiveOutstanding = config.Qos.AdaptiveOutstanding,
             ReservationHeadroom = config.Qos.ReservationHeadroom,
+            ReservationBurst = TimeSpan.FromMilliseconds(config.Qos.ReservationBurstMs),
             AdaptiveLatencyTolerance = config.Qos.AdaptiveLatencyTolerance,
             TimeProvider = timeProvider ?? TimeProvider.System,
         };

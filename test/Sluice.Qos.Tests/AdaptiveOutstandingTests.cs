@@ -97,6 +97,7 @@ public class AdaptiveOutstandingTests
         {
             MaxOutstanding = 8,
             AdaptiveOutstanding = true,
+            ReservationBurst = TimeSpan.Zero, // strict pacing: g2 is due 10 ms after g1
             TimeProvider = time,
             RunContinuationsAsynchronously = false,
         });

@@ -153,9 +153,31 @@ public class MClockTests
         sim.Run(TimeSpan.FromMilliseconds(300));
 
         var window = TimeSpan.FromMilliseconds(100);
-        // The second's worth of reservation it didn't use is gone: ~100 per 100 ms, from the first window.
-        Assert.InRange(a.CompletedBetween(back, back + window), 90, 110);
+        // The second's worth of reservation it didn't use is gone: ~100 per 100 ms (paced 2% above),
+        // from the first window, plus at most ReservationBurst (10 ms, 10 requests) carried over.
+        Assert.InRange(a.CompletedBetween(back, back + window), 90, 102 + 10 + 1);
         Assert.InRange(a.CompletedBetween(back + window, back + 2 * window), 95, 110);
+    }
+
+    [Theory]
+    [InlineData(0, false)]
+    [InlineData(10, true)]
+    public void Reservation_ClosedLoopClient_NotPacedBelowItsReservation(int burstMs, bool met)
+    {
+        // a: reservation 1000 IOPS at depth 4 on a device that takes 3 ms: at most 4 / 3 ms = 1333
+        // IOPS, and only if each resubmitted request goes at once. c keeps the device busy by weight.
+        using var sim = new Simulation(service: TimeSpan.FromMilliseconds(3), maxOutstanding: 16,
+            configure: o => o with { ReservationBurst = TimeSpan.FromMilliseconds(burstMs) });
+        var a = sim.AddClient("a", new ServiceLevel { ReservationIops = 1000, Weight = 0.001 }, depth: 4);
+        var c = sim.AddClient("c", ServiceLevel.BestEffort, depth: 64);
+        a.Start(); c.Start();
+        sim.Run(TimeSpan.FromSeconds(2));
+
+        double iops = a.Iops(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2));
+        if (met)
+            Assert.InRange(iops, 1000, 1333);
+        else
+            Assert.True(iops < 1000, $"strict pacing gave {iops} IOPS"); // the spacing adds to its latency
     }
 
     [Fact]

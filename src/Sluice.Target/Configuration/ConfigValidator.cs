@@ -195,6 +195,8 @@ public static class ConfigValidator
             throw new ConfigException("qos.mode", $"must be mclock or fifo (got '{q.Mode}')");
         if (q.MaxOutstanding is < 1 or > 65535)
             throw new ConfigException("qos.maxOutstanding", string.Create(CultureInfo.InvariantCulture, $"must be between 1 and 65535 (got {q.MaxOutstanding})"));
+        if (!(q.ReservationBurstMs >= 0 && q.ReservationBurstMs <= 10_000))
+            throw new ConfigException("qos.reservationBurstMs", string.Create(CultureInfo.InvariantCulture, $"must be between 0 and 10000 (got {q.ReservationBurstMs})"));
         if (!(q.ReservationHeadroom >= 0 && q.ReservationHeadroom <= 1))
             throw new ConfigException("qos.reservationHeadroom", string.Create(CultureInfo.InvariantCulture, $"must be between 0 and 1 (got {q.ReservationHeadroom})"));
         if (!(q.AdaptiveLatencyTolerance >= 0.05 && q.AdaptiveLatencyTolerance <= 10))

@@ -146,6 +146,9 @@ public sealed class QosConfig
     /// <summary>The reservation phase paces at (1 + this) x the reservation, never above the limit.</summary>
     public double ReservationHeadroom { get; set; } = 0.02;
 
+    /// <summary>Unused reservation, in milliseconds, that carries over a short pause (a closed-loop client); 0 = strict.</summary>
+    public double ReservationBurstMs { get; set; } = 10;
+
     /// <summary>Also bound the outstanding cost by a window adapted to the device's latency.</summary>
     public bool AdaptiveOutstanding { get; set; }
 
