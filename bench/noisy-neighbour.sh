@@ -17,8 +17,12 @@
 #   silver weight 2, 4 KiB random reads at QD16
 #   bulk   weight 1, limit 50% of capacity (IOPS and MB/s), 1 MiB writes at QD32 plus
 #          4 KiB random writes at QD8
+# The capacity model (--model) is model:2GiB:iops=4000,mbps=200,latency=2ms: 8 internal lanes,
+# so that gold at QD4 alone uses about half of it (with 3 lanes, iops=3000 at 1 ms, gold alone
+# takes 97% of the device, and a latency target of 1.5 x that solo p99 can only be kept by giving
+# the others next to nothing), and a device time long against this host's scheduling noise.
 # The mclock runs bound the device's outstanding work adaptively (qos.adaptiveOutstanding, with
-# qos.adaptiveLatencyTolerance T = 0.5; --adaptive off: only the fixed qos.maxOutstanding N = 8);
+# qos.adaptiveLatencyTolerance T = 0.25; --adaptive off: only the fixed qos.maxOutstanding N = 8);
 # the mclock runs also split reads and writes longer than qos.splitBytes (--split BYTES, 131072;
 # 0 = never) into parts that each wait their turn, so a 1 MiB write does not hold the device while
 # gold's reads queue behind it, and pace reservations at (1 + H) x (qos.reservationHeadroom,
@@ -38,11 +42,11 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))"
-BACKENDS="model,file"; DURATION=15; SOLO=8; MODEL="model:2GiB:iops=3000,mbps=300,latency=1ms"
-MAX_OUT=8; COST_ARG=auto; COST_UNIT=65536; ADAPTIVE=on; TOLERANCE=0.5; LAT_FACTOR=1.5; SPLIT=131072; HEADROOM=0.02; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
+BACKENDS="model,file"; DURATION=15; SOLO=8; MODEL="model:2GiB:iops=4000,mbps=200,latency=2ms"
+MAX_OUT=8; COST_ARG=auto; COST_UNIT=65536; ADAPTIVE=on; TOLERANCE=0.25; LAT_FACTOR=1.5; SPLIT=131072; HEADROOM=0.02; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
 CMDLINE="bench/noisy-neighbour.sh $*"
 
-usage() { sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --backends) BACKENDS="$2"; shift ;;

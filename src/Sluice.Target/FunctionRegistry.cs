@@ -9,7 +9,7 @@ namespace Sluice.Target;
 /// The functions (tenants) at run time: one <see cref="QosScheduler"/> per device that a function's
 /// LUNs use (a named shared device, or a plain LUN's own device), each function registered on the
 /// schedulers of its devices, and for every scheduled (target, LUN) the scheduler and handle its
-/// commands queue under. Targets in no function have no entry and are not scheduled at all.
+/// device operations queue under (<see cref="ScheduledBlockDevice"/>). Targets in no function have no entry and are not scheduled at all.
 /// </summary>
 internal sealed class FunctionRegistry : IDisposable
 {
