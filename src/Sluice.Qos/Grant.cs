@@ -24,6 +24,12 @@ public readonly struct Grant : IDisposable
     /// <summary>The I/O finished; its latency is measured from enqueue to now.</summary>
     public void Dispose() => _request?.Scheduler.Release(_request, _version, -1);
 
+    /// <summary>
+    /// The I/O finished; it is counted but its latency is not recorded, because the caller reports
+    /// latencies of its own (<see cref="QosScheduler.RecordLatency"/>, e.g. per SCSI command).
+    /// </summary>
+    public void CompleteUntimed() => _request?.Scheduler.Release(_request, _version, QosScheduler.Untimed);
+
     /// <summary>The I/O finished with a latency the caller measured (for example including the network).</summary>
     public void Complete(TimeSpan latency)
     {

@@ -441,15 +441,12 @@ public sealed class QosScheduler : IDisposable
             f.CompletedBytes += request.Bytes;
             f.SliceCost += request.Ios + request.Bytes / _k.CostUnitBytes;
             // A part of a split I/O counts the I/O (and its latency) only when the caller completes
-            // the last part with the whole I/O's latency.
-            if (!request.Part || latencyMicros >= 0)
+            // the last part with the whole I/O's latency (or untimed).
+            if (!request.Part || latencyMicros != -1)
             {
-                long micros = latencyMicros >= 0 ? latencyMicros : (long)((now - request.Arrival) * 1e6 / _k.Frequency);
                 f.CompletedIos++;
-                f.Total.Record(micros);
-                f.Slices[_slice].Record(micros);
-                if (f.TargetMicros > 0 && micros > f.TargetMicros)
-                    f.TargetMisses++;
+                if (latencyMicros != Untimed)
+                    RecordLocked(f, latencyMicros >= 0 ? latencyMicros : (long)((now - request.Arrival) * 1e6 / _k.Frequency));
             }
             f.Outstanding--;
             _outstanding--;
@@ -467,6 +464,39 @@ public sealed class QosScheduler : IDisposable
             wake = _disposed ? null : Dispatch(now, null, out _);
         }
         Signal(wake);
+    }
+
+    /// <summary>
+    /// Records a latency of <paramref name="function"/>'s that the caller measured on its own, for a
+    /// user whose I/Os complete untimed (<see cref="Grant.CompleteUntimed"/>): the target reports each
+    /// SCSI command's latency from its arrival, which is what the tenant sees and what the latency
+    /// target is judged on, while the device operations count the I/Os.
+    /// </summary>
+    public void RecordLatency(FunctionHandle function, TimeSpan latency)
+    {
+        ArgumentNullException.ThrowIfNull(function);
+        if (!ReferenceEquals(function.Owner, this))
+            throw new ArgumentException($"function '{function.Name}' belongs to another scheduler", nameof(function));
+        lock (_lock)
+        {
+            if (function.Removed)
+                return;
+            long now = Now();
+            if (now >= _sliceEnd && !_disposed)
+                Rotate(now);
+            RecordLocked(function, Math.Max(0, (long)latency.TotalMicroseconds));
+        }
+    }
+
+    /// <summary>What <see cref="Grant.CompleteUntimed"/> passes for the latency.</summary>
+    internal const long Untimed = -2;
+
+    private void RecordLocked(FunctionHandle f, long micros)
+    {
+        f.Total.Record(micros);
+        f.Slices[_slice].Record(micros);
+        if (f.TargetMicros > 0 && micros > f.TargetMicros)
+            f.TargetMisses++;
     }
 
     internal void Recycle(QosRequest request)

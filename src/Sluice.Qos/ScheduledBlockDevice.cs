@@ -20,10 +20,20 @@ public sealed class ScheduledBlockDevice : IBlockDevice, IAllocationMap
     private readonly IBlockDevice _inner;
     private readonly QosScheduler _scheduler;
     private readonly FunctionHandle _function;
+    private readonly bool _timed;
 
     /// <summary>Wraps <paramref name="inner"/> for <paramref name="function"/> of <paramref name="scheduler"/>.</summary>
-    public ScheduledBlockDevice(IBlockDevice inner, QosScheduler scheduler, FunctionHandle function, int splitBytes = 0)
+    /// <param name="inner">The shared device.</param>
+    /// <param name="scheduler">Its scheduler.</param>
+    /// <param name="function">The function this view charges.</param>
+    /// <param name="splitBytes">Reads and writes longer than this go in parts; 0 = never.</param>
+    /// <param name="timed">
+    /// Record each I/O's latency (enqueue to completion) for the function; false when the caller
+    /// reports latencies of its own (<see cref="QosScheduler.RecordLatency"/>), as the target does per command.
+    /// </param>
+    public ScheduledBlockDevice(IBlockDevice inner, QosScheduler scheduler, FunctionHandle function, int splitBytes = 0, bool timed = true)
     {
+        _timed = timed;
         ArgumentOutOfRangeException.ThrowIfNegative(splitBytes);
         SplitBytes = splitBytes;
         _inner = inner ?? throw new ArgumentNullException(nameof(inner));
@@ -51,8 +61,15 @@ public sealed class ScheduledBlockDevice : IBlockDevice, IAllocationMap
     {
         if (SplitBytes == 0 || destination.Length <= SplitBytes)
         {
-            using var grant = await _scheduler.AcquireAsync(_function, destination.Length, cancellationToken).ConfigureAwait(false);
-            await _inner.ReadAsync(offset, destination, cancellationToken).ConfigureAwait(false);
+            var grant = await _scheduler.AcquireAsync(_function, destination.Length, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _inner.ReadAsync(offset, destination, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                End(grant);
+            }
             return;
         }
         long start = Stopwatch.GetTimestamp();
@@ -66,7 +83,7 @@ public sealed class ScheduledBlockDevice : IBlockDevice, IAllocationMap
             }
             catch
             {
-                grant.Complete(Stopwatch.GetElapsedTime(start)); // the I/O ends here: count it
+                EndPart(grant, last: true, start); // the I/O ends here: count it
                 throw;
             }
             done += length;
@@ -80,8 +97,15 @@ public sealed class ScheduledBlockDevice : IBlockDevice, IAllocationMap
     {
         if (SplitBytes == 0 || source.Length <= SplitBytes)
         {
-            using var grant = await _scheduler.AcquireAsync(_function, source.Length, cancellationToken).ConfigureAwait(false);
-            await _inner.WriteAsync(offset, source, forceUnitAccess, cancellationToken).ConfigureAwait(false);
+            var grant = await _scheduler.AcquireAsync(_function, source.Length, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _inner.WriteAsync(offset, source, forceUnitAccess, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                End(grant);
+            }
             return;
         }
         long start = Stopwatch.GetTimestamp();
@@ -96,7 +120,7 @@ public sealed class ScheduledBlockDevice : IBlockDevice, IAllocationMap
             }
             catch
             {
-                grant.Complete(Stopwatch.GetElapsedTime(start)); // the I/O ends here: count it
+                EndPart(grant, last: true, start); // the I/O ends here: count it
                 throw;
             }
             done += length;
@@ -104,29 +128,54 @@ public sealed class ScheduledBlockDevice : IBlockDevice, IAllocationMap
         }
     }
 
-    /// <summary>Ends a part that succeeded: the last one reports the whole I/O's latency (counting the I/O).</summary>
-    private static void EndPart(Grant grant, bool last, long start)
+    /// <summary>Ends a whole I/O: counted, and timed from its enqueue unless the caller times its own.</summary>
+    private void End(Grant grant)
     {
-        if (last)
+        if (_timed)
+            grant.Dispose();
+        else
+            grant.CompleteUntimed();
+    }
+
+    /// <summary>Ends a part: the last one counts the I/O (with the whole I/O's latency when timed).</summary>
+    private void EndPart(Grant grant, bool last, long start)
+    {
+        if (!last)
+            grant.Dispose();
+        else if (_timed)
             grant.Complete(Stopwatch.GetElapsedTime(start));
         else
-            grant.Dispose();
+            grant.CompleteUntimed();
     }
 
     /// <inheritdoc/>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
-        using var grant = await _scheduler.AcquireAsync(_function, 0, cancellationToken).ConfigureAwait(false);
-        await _inner.FlushAsync(cancellationToken).ConfigureAwait(false);
+        var grant = await _scheduler.AcquireAsync(_function, 0, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await _inner.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            End(grant);
+        }
     }
 
     /// <inheritdoc/>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask UnmapAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
-        using var grant = await _scheduler.AcquireAsync(_function, 0, cancellationToken).ConfigureAwait(false);
-        await _inner.UnmapAsync(offset, length, cancellationToken).ConfigureAwait(false);
+        var grant = await _scheduler.AcquireAsync(_function, 0, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await _inner.UnmapAsync(offset, length, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            End(grant);
+        }
     }
 
     /// <summary>

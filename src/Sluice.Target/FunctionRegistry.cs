@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Sluice.Qos;
 using Sluice.Scsi;
@@ -328,28 +329,26 @@ internal sealed class TargetScheduling
 
     /// <summary>
     /// Runs <paramref name="request"/> on <paramref name="device"/> and, when the LUN is scheduled,
-    /// counts its data bytes for the function. The scheduling itself happens below, where the
+    /// counts its data bytes for the function and gives the function's scheduler its latency, from
+    /// the command's <paramref name="arrival"/> to its completion: what the tenant sees, and what
+    /// its latency target is judged on (the device operations are counted there untimed). The scheduling itself happens below, where the
     /// command reaches the device: a scheduled LUN's device is a <see cref="ScheduledBlockDevice"/>,
     /// so every read, write, flush and unmap waits its turn (and a long transfer goes in parts), and
     /// a command that never touches the device (INQUIRY, REPORT LUNS, a cached MODE SENSE) takes
     /// nothing of it. Cancellation (ABORT TASK, connection close) withdraws a waiting request.
     /// </summary>
-    public ValueTask<ScsiResponse> ExecuteAsync(ScsiTargetDevice device, ScsiRequest request, CancellationToken cancellationToken) =>
+    public ValueTask<ScsiResponse> ExecuteAsync(ScsiTargetDevice device, ScsiRequest request, long arrival, CancellationToken cancellationToken) =>
         _lanes.TryGetValue(request.Lun, out var lane)
-            ? CountedAsync(device, request, lane, cancellationToken)
+            ? CountedAsync(device, request, lane, arrival, cancellationToken)
             : device.ExecuteAsync(request, cancellationToken);
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private static async ValueTask<ScsiResponse> CountedAsync(ScsiTargetDevice device, ScsiRequest request, Lane lane, CancellationToken cancellationToken)
+    private static async ValueTask<ScsiResponse> CountedAsync(ScsiTargetDevice device, ScsiRequest request, Lane lane, long arrival, CancellationToken cancellationToken)
     {
-        try
-        {
-            return await device.ExecuteAsync(request, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            lane.Counters.Completed(request.ExpectedDataInLength, request.ExpectedDataOutLength);
-        }
+        var response = await device.ExecuteAsync(request, cancellationToken).ConfigureAwait(false);
+        lane.Counters.Completed(request.ExpectedDataInLength, request.ExpectedDataOutLength);
+        lane.Scheduler.RecordLatency(lane.Handle, Stopwatch.GetElapsedTime(arrival));
+        return response;
     }
 
     internal readonly record struct Lane(QosScheduler Scheduler, FunctionHandle Handle, IoCounters Counters);

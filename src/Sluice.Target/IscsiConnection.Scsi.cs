@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
@@ -136,6 +137,7 @@ internal sealed partial class IscsiConnection
         request.ExpectedDataInLength = inLength;
         request.Sense = ArrayPool<byte>.Shared.Rent(252).AsMemory(0, 252);
         task.Itt = h.InitiatorTaskTag;
+        task.Arrival = Stopwatch.GetTimestamp();
         task.CmdSN = h.CmdSN;
         task.Immediate = h.Immediate;
         task.OutLength = tooLarge ? 0 : outLength;
@@ -561,7 +563,7 @@ internal sealed partial class IscsiConnection
             {
                 // A scheduled LUN's device operations wait for the function's turn; the session's
                 // CmdSN window already bounds how many commands one session can queue here.
-                response = await target.ExecuteAsync(request, task.Cancellation.Token).ConfigureAwait(false);
+                response = await target.ExecuteAsync(request, task.Arrival, task.Cancellation.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {

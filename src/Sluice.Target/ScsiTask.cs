@@ -72,6 +72,9 @@ internal sealed class ScsiTask
     public bool Aborted { get; set; }
     public CancellationTokenSource Cancellation { get; private set; } = new();
 
+    /// <summary><see cref="System.Diagnostics.Stopwatch"/> timestamp at which the SCSI Command PDU arrived (for the function's latency).</summary>
+    public long Arrival { get; set; }
+
     /// <summary>The SCSI Command PDU header that created the task.</summary>
     public Bhs Header { get; set; }
 

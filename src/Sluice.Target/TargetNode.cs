@@ -22,12 +22,13 @@ internal sealed class TargetNode
     public TargetScheduling? Scheduling { get; set; }
 
     /// <summary>
-    /// Runs one SCSI command; a scheduled LUN's device waits for its function's turn at each
-    /// back-end operation (<see cref="TargetScheduling.ExecuteAsync"/>).
+    /// Runs one SCSI command that arrived at <paramref name="arrival"/> (a <see cref="System.Diagnostics.Stopwatch"/>
+    /// timestamp); a scheduled LUN's device waits for its function's turn at each back-end operation
+    /// (<see cref="TargetScheduling.ExecuteAsync"/>).
     /// </summary>
-    public ValueTask<ScsiResponse> ExecuteAsync(ScsiRequest request, CancellationToken cancellationToken) =>
+    public ValueTask<ScsiResponse> ExecuteAsync(ScsiRequest request, long arrival, CancellationToken cancellationToken) =>
         Scheduling is { } scheduling
-            ? scheduling.ExecuteAsync(Device, request, cancellationToken)
+            ? scheduling.ExecuteAsync(Device, request, arrival, cancellationToken)
             : Device.ExecuteAsync(request, cancellationToken);
 
     /// <summary>ACL check: empty list admits everyone (names compare case-insensitively, RFC 7143 §4.2.7.1).</summary>

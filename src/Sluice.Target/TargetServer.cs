@@ -204,7 +204,8 @@ public sealed partial class TargetServer : IAsyncDisposable
                 scheduling = Functions.Add(function, t.Name, lun.Number, deviceKey);
                 scheduling.TryGet(FunctionRegistry.LunField(lun.Number), out var lane);
                 unmapGranularity = device is MemoryBlockDevice memory ? memory.ChunkSize : null;
-                device = new ScheduledBlockDevice(device, lane.Scheduler, lane.Handle, Functions.SplitBytes);
+                // Untimed: the function's latency is its commands' (TargetScheduling.ExecuteAsync).
+                device = new ScheduledBlockDevice(device, lane.Scheduler, lane.Handle, Functions.SplitBytes, timed: false);
             }
 
             var options = new LogicalUnitOptions

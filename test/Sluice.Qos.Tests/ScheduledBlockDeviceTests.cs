@@ -66,6 +66,29 @@ public class ScheduledBlockDeviceTests
     }
 
     [Fact]
+    public async Task Untimed_CountsIos_LatencyOnlyWhatTheCallerRecords()
+    {
+        using var scheduler = new QosScheduler(new QosSchedulerOptions { TimeProvider = new FakeTimeProvider() });
+        await using var shared = new MemoryBlockDevice(1 << 20);
+        var handle = scheduler.RegisterFunction("a", new ServiceLevel { LatencyTargetMs = 5 });
+        var a = new ScheduledBlockDevice(shared, scheduler, handle, splitBytes: 4096, timed: false);
+
+        await a.ReadAsync(0, new byte[512]);
+        await a.WriteAsync(0, new byte[10_000], forceUnitAccess: false); // three parts
+        await a.FlushAsync();
+        var stats = scheduler.GetSnapshot().Functions.Single();
+        Assert.Equal(3, stats.CompletedIos);
+        Assert.Equal(0, stats.Latency.Count);
+
+        scheduler.RecordLatency(handle, TimeSpan.FromMilliseconds(2));
+        scheduler.RecordLatency(handle, TimeSpan.FromMilliseconds(8)); // over the 5 ms target
+        stats = scheduler.GetSnapshot().Functions.Single();
+        Assert.Equal(3, stats.CompletedIos);
+        Assert.Equal(2, stats.Latency.Count);
+        Assert.Equal(1, stats.LatencyTargetMisses);
+    }
+
+    [Fact]
     public async Task Split_AnotherFunctionsSmallRead_GoesBetweenTheParts()
     {
         using var scheduler = new QosScheduler(new QosSchedulerOptions { TimeProvider = new FakeTimeProvider(), MaxOutstanding = 1, RunContinuationsAsynchronously = false });

@@ -57,7 +57,7 @@ internal sealed class SluiceMetrics : IAsyncDisposable
         _bytes = factory.CreateCounter("sluice_function_bytes_total", "Data bytes of the function's completed commands on the device, by direction (read, write).", [.. fd, "direction"]);
         _latency = factory.CreateHistogram(
             "sluice_function_latency_seconds",
-            "Command latency from arrival at the scheduler to completion (queueing included).",
+            "Latency of the function's SCSI commands from the command PDU's arrival to completion (queueing for the device included); what the latency target is judged on.",
             fd,
             new HistogramConfiguration { Buckets = s_buckets });
         _queueDepth = factory.CreateGauge("sluice_function_queue_depth", "Device operations (or parts of split ones) of the function waiting in the device's scheduler.", fd);
