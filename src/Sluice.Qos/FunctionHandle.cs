@@ -48,12 +48,14 @@ public sealed class FunctionHandle
     // function (1 = not held), and the cost units it completed since the last judgement.
     internal double HoldScale = 1;
     internal double SliceCost;
+    // I/Os and bytes completed in the slice being closed, against the reservation (HoldBack).
+    internal long ReservationSliceIos, ReservationSliceBytes;
     // Completions of the slices not yet judged against the latency target, and how many slices.
     internal readonly LatencyHistogram Pending = new();
     internal int PendingSlices;
 
     // Statistics.
-    internal long CompletedIos, CompletedBytes, ReservationDispatches, WeightDispatches, TargetMisses, SlaWindowsMissed;
+    internal long CompletedIos, CompletedBytes, ReservationDispatches, WeightDispatches, TargetMisses, SlaWindowsMissed, ReservationSlicesMissed;
     internal double ThrottledTicks;
     internal readonly LatencyHistogram Total;
     internal readonly LatencyHistogram[] Slices;

@@ -52,6 +52,10 @@ namespace Sluice.Qos;
 /// up to 5 ms of unused rate carries over, since dispatch chances come when slots free up. When the
 /// hold ends, held functions get no credit for it: their proportional tags are raised to the smallest
 /// tag of the others, as for a function returning from idle.
+/// A function that completed less than its reservation in a slice while it had work all along
+/// (requests outstanding or queued, and completions) counts as a miss at its priority too: a
+/// closed-loop client with a few commands in flight has nothing queued for its reservation tags to
+/// put first, so its rate is 4 ÷ its latency at QD4, which the others' load sets.
 /// Reservations are never held back.</para>
 /// <para><b>Adaptive bound</b> (<see cref="QosSchedulerOptions.AdaptiveOutstanding"/>; in the spirit of
 /// TCP Vegas and of PARDA, Gulati, Ahmad, Waldspurger, FAST 2009): a request is sent only while the
@@ -439,12 +443,14 @@ public sealed class QosScheduler : IDisposable
                 Rotate(now);
             var f = request.Function!;
             f.CompletedBytes += request.Bytes;
+            f.ReservationSliceBytes += request.Bytes;
             f.SliceCost += request.Ios + request.Bytes / _k.CostUnitBytes;
             // A part of a split I/O counts the I/O (and its latency) only when the caller completes
             // the last part with the whole I/O's latency (or untimed).
             if (!request.Part || latencyMicros != -1)
             {
                 f.CompletedIos++;
+                f.ReservationSliceIos++;
                 if (latencyMicros != Untimed)
                     RecordLocked(f, latencyMicros >= 0 ? latencyMicros : (long)((now - request.Arrival) * 1e6 / _k.Frequency));
             }
@@ -831,7 +837,7 @@ public sealed class QosScheduler : IDisposable
     {
         long closed = (now - _sliceEnd) / _sliceTicks + 1;
         if (!_fifo)
-            HoldBack();
+            HoldBack(closed);
         if (_adaptive)
             AdaptWindow();
         int slices = _options.LatencyWindowSlices;
@@ -902,7 +908,7 @@ public sealed class QosScheduler : IDisposable
         _windowBound = false;
     }
 
-    private void HoldBack()
+    private void HoldBack(long closedSlices)
     {
         // Judge each target on at least LatencyMinSamples completions (or a whole window): pool
         // the closed slice into the function's pending samples until there are enough.
@@ -933,6 +939,27 @@ public sealed class QosScheduler : IDisposable
             }
             f.Pending.Clear();
             f.PendingSlices = 0;
+        }
+
+        // A function below its reservation in the slice just closed while it had work the whole
+        // time (requests at the device or waiting now, and completions in it) is owed what the
+        // device gave others: a closed-loop client with a few commands in flight has nothing
+        // queued here for its reservation tags to put first, so its rate is set by its latency,
+        // which the others' load raises. It counts as a miss at its priority (below).
+        double sliceSeconds = closedSlices * _sliceTicks / _k.Frequency;
+        foreach (var f in _functions)
+        {
+            long ios = f.ReservationSliceIos, bytes = f.ReservationSliceBytes;
+            f.ReservationSliceIos = f.ReservationSliceBytes = 0;
+            if (!f.HasReservation || ios == 0 || f.Outstanding + f.Queued == 0)
+                continue;
+            bool under = (f.Level.ReservationIops == 0 || ios < f.Level.ReservationIops * sliceSeconds) &&
+                         (f.Level.ReservationMbps == 0 || bytes < f.Level.ReservationMbps * 1e6 * sliceSeconds);
+            if (!under)
+                continue;
+            f.ReservationSlicesMissed++;
+            judged = missed = true;
+            missPriority = Math.Max(missPriority, f.Level.Priority);
         }
 
         _holdSlices++;

@@ -93,6 +93,24 @@ public class HoldBackTests
         Assert.InRange(h.Iops(from, sim.Elapsed), 1600 * 0.8, 1600 * 1.2);
     }
 
+    [Fact]
+    public void ReservationDeficit_OfAClosedLoopClient_HoldsLowerPrioritiesBack()
+    {
+        // 4 device lanes of 1 ms, 16 requests allowed out: l's requests queue in the lanes, and g,
+        // a closed loop of 4 with nothing waiting in the scheduler, gets 4 / (its latency) — about
+        // 800 IOPS — against a reservation of 2000, unless l is held back.
+        using var sim = new Simulation(maxOutstanding: 16) { Lanes = 4 };
+        var g = sim.AddClient("g", new ServiceLevel { ReservationIops = 2000, Priority = 1 }, depth: 4);
+        var l = sim.AddClient("l", new ServiceLevel { Weight = 1 }, depth: 32);
+        g.Start(); l.Start();
+        sim.Run(TimeSpan.FromSeconds(3));
+
+        var from = TimeSpan.FromSeconds(2);
+        Assert.True(g.Iops(from, sim.Elapsed) >= 2000 * 0.98, $"g {g.Iops(from, sim.Elapsed):0} IOPS against a reservation of 2000");
+        Assert.True(l.Iops(from, sim.Elapsed) > 0, "l not starved");
+        Assert.True(sim.Scheduler.GetSnapshot().Functions.Single(f => f.Name == "l").HoldBackScale <= 1);
+    }
+
     [Theory]
     [InlineData(100, false)]
     [InlineData(1, true)]
