@@ -108,10 +108,12 @@ public sealed class MetricsTests : IDisposable
         Assert.True(read2 > read1 && read1 > 0, $"read bytes {read1} then {read2}");
         Assert.True(written2 > 0 && written2 % 4096 == 0, $"written bytes {written2}");
 
-        // The histogram counts exactly the completed commands, and their latency is plausible.
+        // The histogram counts the completed commands: the device I/Os, plus the commands of the
+        // LUN's opening that never reach the device (INQUIRY, VPD pages, READ CAPACITY), less the
+        // up to 4 whose device I/O is done but whose command is not yet when the scrape reads.
         double count = Sample(second, "sluice_function_latency_seconds_count", gold) ?? -1;
         double sum = Sample(second, "sluice_function_latency_seconds_sum", gold) ?? -1;
-        Assert.Equal(ios2, count);
+        Assert.InRange(count, ios2 - 4, ios2 + 32);
         Assert.InRange(sum / count, 50e-6, 1.0);
         Assert.Equal(count, Sample(second, "sluice_function_latency_seconds_bucket", [.. gold, "le=\"+Inf\""]));
         // Queued behind an 800 IOPS limit at QD 4: most of the time is spent throttled.
