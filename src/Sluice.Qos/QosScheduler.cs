@@ -52,8 +52,9 @@ namespace Sluice.Qos;
 /// up to 5 ms of unused rate carries over, since dispatch chances come when slots free up. When the
 /// hold ends, held functions get no credit for it: their proportional tags are raised to the smallest
 /// tag of the others, as for a function returning from idle.
-/// A function that completed less than its reservation in a slice while it had work all along
-/// (requests outstanding or queued, and completions) counts as a miss at its priority too: a
+/// A function that completed less than its reservation (plus 5%) in a slice while it had work all
+/// along (requests outstanding or queued, and completions) counts as a miss at its priority too,
+/// which cuts the held rate by the share it fell short rather than by half: a
 /// closed-loop client with a few commands in flight has nothing queued for its reservation tags to
 /// put first, so its rate is 4 ÷ its latency at QD4, which the others' load sets.
 /// Reservations are never held back.</para>
@@ -135,6 +136,9 @@ public sealed class QosScheduler : IDisposable
     private int _slicesSinceProbe;
     private bool _probing;
     private double _windowBeforeProbe;
+
+    /// <summary>A function in a slice under (1 + this) x its reservation counts as in deficit (class remarks, hold-back).</summary>
+    internal const double ReservationDeficitMargin = 0.05;
 
     /// <summary>Unused held rate carried over at most (class remarks, hold-back).</summary>
     internal static readonly TimeSpan HoldBurst = TimeSpan.FromMilliseconds(5);
@@ -912,8 +916,9 @@ public sealed class QosScheduler : IDisposable
     {
         // Judge each target on at least LatencyMinSamples completions (or a whole window): pool
         // the closed slice into the function's pending samples until there are enough.
-        bool judged = false, anyPending = false, missed = false;
+        bool judged = false, anyPending = false, missed = false, latencyMissed = false;
         int missPriority = int.MinValue;
+        double deficit = 1; // the smallest share of its reservation a function in deficit got
         foreach (var f in _functions)
         {
             if (f.TargetMicros == 0)
@@ -934,7 +939,7 @@ public sealed class QosScheduler : IDisposable
             if (f.Pending.Quantile(0.99) > f.TargetMicros)
             {
                 f.SlaWindowsMissed++;
-                missed = true;
+                missed = latencyMissed = true;
                 missPriority = Math.Max(missPriority, f.Level.Priority);
             }
             f.Pending.Clear();
@@ -953,10 +958,16 @@ public sealed class QosScheduler : IDisposable
             f.ReservationSliceIos = f.ReservationSliceBytes = 0;
             if (!f.HasReservation || ios == 0 || f.Outstanding + f.Queued == 0)
                 continue;
-            bool under = (f.Level.ReservationIops == 0 || ios < f.Level.ReservationIops * sliceSeconds) &&
-                         (f.Level.ReservationMbps == 0 || bytes < f.Level.ReservationMbps * 1e6 * sliceSeconds);
-            if (!under)
+            // Met by either figure: the better of the two shares counts.
+            double share = Math.Max(
+                f.Level.ReservationIops > 0 ? ios / (f.Level.ReservationIops * sliceSeconds) : 0,
+                f.Level.ReservationMbps > 0 ? bytes / (f.Level.ReservationMbps * 1e6 * sliceSeconds) : 0);
+            // Aimed a little above the reservation (ReservationDeficitMargin): a controller that
+            // reacts only once a slice fell short settles just under what it reacts to.
+            share /= 1 + ReservationDeficitMargin;
+            if (share >= 1)
                 continue;
+            deficit = Math.Min(deficit, share);
             f.ReservationSlicesMissed++;
             judged = missed = true;
             missPriority = Math.Max(missPriority, f.Level.Priority);
@@ -985,7 +996,11 @@ public sealed class QosScheduler : IDisposable
                 _heldBelow = missPriority;
                 _holding = true;
             }
-            _holdScale = Math.Max(_options.HoldBackMinScale, _holdScale * _options.HoldBackDecrease);
+            // A missed latency target halves the held rate; a reservation deficit alone cuts it by
+            // the deficit (95% of the reservation: 5% less), at most by half, so that a slice a
+            // little short under noise does not idle the device the way a miss by half would.
+            double decrease = latencyMissed ? _options.HoldBackDecrease : Math.Max(_options.HoldBackDecrease, deficit);
+            _holdScale = Math.Max(_options.HoldBackMinScale, _holdScale * decrease);
         }
         else if (_holding)
         {
