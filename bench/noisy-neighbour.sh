@@ -11,8 +11,9 @@
 #                            [--out DIR] [--png-dir DIR]
 #                            [--artifacts-path DIR] [--no-build]
 #
-#   gold   reservation 30% of capacity, priority 1, latency target F x its solo p99 (F = 1.5;
-#          0 = no latency target),
+#   gold   reservation 30% of capacity, priority 1, latency target F x its solo p99 (F = 1.25;
+#          0 = no latency target; the controller holds gold's p99 near its target, above it
+#          about half the time, so the target sits below the 1.5 x that issue 6 asks for),
 #          4 KiB random reads at QD4
 #   silver weight 2, 4 KiB random reads at QD16
 #   bulk   weight 1, limit 50% of capacity (IOPS and MB/s), 1 MiB writes at QD32 plus
@@ -43,10 +44,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/.." && pwd))"
 BACKENDS="model,file"; DURATION=15; SOLO=8; MODEL="model:2GiB:iops=4000,mbps=200,latency=2ms"
-MAX_OUT=8; COST_ARG=auto; COST_UNIT=65536; ADAPTIVE=on; TOLERANCE=0.25; LAT_FACTOR=1.5; SPLIT=131072; HEADROOM=0.02; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
+MAX_OUT=8; COST_ARG=auto; COST_UNIT=65536; ADAPTIVE=on; TOLERANCE=0.25; LAT_FACTOR=1.25; SPLIT=131072; HEADROOM=0.02; OUT=""; PNG_DIR=""; ARTIFACTS="${TMPDIR:-/tmp}/sluice-nn-art"; BUILD=1
 CMDLINE="bench/noisy-neighbour.sh $*"
 
-usage() { sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,42p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --backends) BACKENDS="$2"; shift ;;
