@@ -63,7 +63,8 @@ namespace Sluice.Qos;
 /// cost outstanding at the back end (<c>1 + bytes / CostUnitBytes</c> per request) is below a window
 /// <c>W</c>, so that requests wait here, in the scheduler's order, rather than in the device's own
 /// queue (a large request may take the outstanding cost above <c>W</c>; nothing else is sent until
-/// it drops below again; a request due by its reservation is sent even then). Once per slice, the mean dispatch-to-completion time of the slice's small
+/// it drops below again; a request due by its reservation is sent even then, at the next
+/// completion). Once per slice, the mean dispatch-to-completion time of the slice's small
 /// requests (512 bytes to <c>CostUnitBytes</c>: their time is latency rather than transfer, and a
 /// command without a block of data may never reach the device) is compared
 /// with the base, the smallest slice median of small requests over the last ten latency windows
@@ -789,8 +790,14 @@ public sealed class QosScheduler : IDisposable
             }
             else
             {
-                if (windowFull && weightIndex >= 0)
-                    _windowBound = true;
+                if (windowFull)
+                {
+                    // Work is outstanding (the window is full): its next completion runs this
+                    // again, so no timer is needed for a reservation that falls due meanwhile.
+                    if (weightIndex >= 0)
+                        _windowBound = true;
+                    break;
+                }
                 ArmTimer(wakeAt, nowTicks);
                 break;
             }
