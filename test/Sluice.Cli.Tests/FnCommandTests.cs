@@ -69,13 +69,26 @@ public sealed class FnCommandTests() : InProcessServerTests("fn")
     [Fact]
     public async Task StatsWatch_PrintsRatesUntilCancelled()
     {
-        using var output = new StringWriter();
+        using var text = new StringWriter();
+        var output = TextWriter.Synchronized(text); // written by the command, read here meanwhile
         using var error = new StringWriter();
-        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(800));
-        int code = await SluiceCli.RunAsync(["fn", "stats", "--watch", "--interval", "0.2", "--data-dir", Dir], output, error, cts.Token);
+        using var cts = new CancellationTokenSource();
+        var run = SluiceCli.RunAsync(["fn", "stats", "--watch", "--interval", "0.2", "--data-dir", Dir], output, error, cts.Token);
+        // Cancel once two tables are out (the first rates need two samples), or after 20 s on a
+        // loaded machine: the command keeps printing until then.
+        string Printed()
+        {
+            lock (output)
+                return text.ToString();
+        }
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (System.Text.RegularExpressions.Regex.Matches(Printed(), "(?m)^DEVICE").Count < 2 && DateTime.UtcNow < deadline && !run.IsCompleted)
+            await Task.Delay(50);
+        await cts.CancelAsync();
+        int code = await run;
         Assert.Equal(0, code);
-        Assert.Matches(@"(?m)^DEVICE\s+FUNCTION\s+IOPS\s+MB/S", output.ToString());
-        Assert.Matches(@"(?m)^pool\s+gold\s+0\s+0\.0\s", output.ToString());
+        Assert.Matches(@"(?m)^DEVICE\s+FUNCTION\s+IOPS\s+MB/S", Printed());
+        Assert.Matches(@"(?m)^pool\s+gold\s+0\s+0\.0\s", Printed());
     }
 
     [Theory]
