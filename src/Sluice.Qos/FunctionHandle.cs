@@ -55,7 +55,7 @@ public sealed class FunctionHandle
     internal int PendingSlices;
 
     // Statistics.
-    internal long CompletedIos, CompletedBytes, ReservationDispatches, WeightDispatches, TargetMisses, SlaWindowsMissed, ReservationSlicesMissed;
+    internal long CompletedIos, CompletedBytes, ReservationDispatches, WeightDispatches, TargetMisses, SlaWindowsMissed;
     internal double ThrottledTicks;
     internal readonly LatencyHistogram Total;
     internal readonly LatencyHistogram[] Slices;

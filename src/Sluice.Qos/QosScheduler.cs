@@ -975,7 +975,6 @@ public sealed class QosScheduler : IDisposable
             if (share >= 1)
                 continue;
             deficit = Math.Min(deficit, share);
-            f.ReservationSlicesMissed++;
             judged = missed = true;
             missPriority = Math.Max(missPriority, f.Level.Priority);
         }

@@ -56,96 +56,63 @@ public sealed class ScheduledBlockDevice : IBlockDevice, IAllocationMap
     public bool SupportsUnmap => _inner.SupportsUnmap;
 
     /// <inheritdoc/>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
-    {
-        if (SplitBytes == 0 || destination.Length <= SplitBytes)
-        {
-            var grant = await _scheduler.AcquireAsync(_function, destination.Length, cancellationToken).ConfigureAwait(false);
-            try
-            {
-                await _inner.ReadAsync(offset, destination, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                End(grant);
-            }
-            return;
-        }
-        long start = Stopwatch.GetTimestamp();
-        for (int done = 0; done < destination.Length;)
-        {
-            int length = Math.Min(SplitBytes, destination.Length - done);
-            var grant = await _scheduler.AcquirePartAsync(_function, length, first: done == 0, cancellationToken).ConfigureAwait(false);
-            try
-            {
-                await _inner.ReadAsync(offset + done, destination.Slice(done, length), cancellationToken).ConfigureAwait(false);
-            }
-            catch
-            {
-                EndPart(grant, last: true, start); // the I/O ends here: count it
-                throw;
-            }
-            done += length;
-            EndPart(grant, last: done == destination.Length, start);
-        }
-    }
+    public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default) =>
+        TransferAsync(offset, destination, default, write: false, forceUnitAccess: false, cancellationToken);
 
     /// <inheritdoc/>
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool forceUnitAccess, CancellationToken cancellationToken = default) =>
+        TransferAsync(offset, default, source, write: true, forceUnitAccess, cancellationToken);
+
+    /// <summary>
+    /// A read into <paramref name="destination"/> or a write from <paramref name="source"/>: whole,
+    /// or in parts of <see cref="SplitBytes"/> one after another, each waiting its turn.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool forceUnitAccess, CancellationToken cancellationToken = default)
+    private async ValueTask TransferAsync(long offset, Memory<byte> destination, ReadOnlyMemory<byte> source, bool write, bool forceUnitAccess, CancellationToken cancellationToken)
     {
-        if (SplitBytes == 0 || source.Length <= SplitBytes)
-        {
-            var grant = await _scheduler.AcquireAsync(_function, source.Length, cancellationToken).ConfigureAwait(false);
-            try
-            {
-                await _inner.WriteAsync(offset, source, forceUnitAccess, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                End(grant);
-            }
-            return;
-        }
+        int total = write ? source.Length : destination.Length;
+        bool split = SplitBytes > 0 && total > SplitBytes;
         long start = Stopwatch.GetTimestamp();
-        for (int done = 0; done < source.Length;)
+        int done = 0;
+        do // once for a zero-length transfer too, as unsplit
         {
-            int length = Math.Min(SplitBytes, source.Length - done);
-            var grant = await _scheduler.AcquirePartAsync(_function, length, first: done == 0, cancellationToken).ConfigureAwait(false);
+            int length = split ? Math.Min(SplitBytes, total - done) : total;
+            var grant = split
+                ? await _scheduler.AcquirePartAsync(_function, length, first: done == 0, cancellationToken).ConfigureAwait(false)
+                : await _scheduler.AcquireAsync(_function, length, cancellationToken).ConfigureAwait(false);
             try
             {
                 // FUA on every part: the command's data is durable when the last part is (SBC-3 5.40).
-                await _inner.WriteAsync(offset + done, source.Slice(done, length), forceUnitAccess, cancellationToken).ConfigureAwait(false);
+                if (write)
+                    await _inner.WriteAsync(offset + done, source.Slice(done, length), forceUnitAccess, cancellationToken).ConfigureAwait(false);
+                else
+                    await _inner.ReadAsync(offset + done, destination.Slice(done, length), cancellationToken).ConfigureAwait(false);
             }
             catch
             {
-                EndPart(grant, last: true, start); // the I/O ends here: count it
+                End(grant, split, last: true, start); // the I/O ends here: count it
                 throw;
             }
             done += length;
-            EndPart(grant, last: done == source.Length, start);
+            End(grant, split, last: done == total, start);
         }
+        while (done < total);
     }
 
-    /// <summary>Ends a whole I/O: counted, and timed from its enqueue unless the caller times its own.</summary>
-    private void End(Grant grant)
+    /// <summary>
+    /// Ends a whole I/O or a part: a whole I/O, or the last part, counts the I/O — timed (a whole one
+    /// from its enqueue, a split one with its whole latency) unless the caller times its own.
+    /// </summary>
+    private void End(Grant grant, bool split, bool last, long start)
     {
-        if (_timed)
+        if (split && !last)
             grant.Dispose();
-        else
+        else if (!_timed)
             grant.CompleteUntimed();
-    }
-
-    /// <summary>Ends a part: the last one counts the I/O (with the whole I/O's latency when timed).</summary>
-    private void EndPart(Grant grant, bool last, long start)
-    {
-        if (!last)
-            grant.Dispose();
-        else if (_timed)
+        else if (split)
             grant.Complete(Stopwatch.GetElapsedTime(start));
         else
-            grant.CompleteUntimed();
+            grant.Dispose();
     }
 
     /// <inheritdoc/>
@@ -159,7 +126,7 @@ public sealed class ScheduledBlockDevice : IBlockDevice, IAllocationMap
         }
         finally
         {
-            End(grant);
+            End(grant, split: false, last: true, 0);
         }
     }
 
@@ -174,7 +141,7 @@ public sealed class ScheduledBlockDevice : IBlockDevice, IAllocationMap
         }
         finally
         {
-            End(grant);
+            End(grant, split: false, last: true, 0);
         }
     }
 
