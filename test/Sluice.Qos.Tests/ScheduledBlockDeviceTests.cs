@@ -119,6 +119,27 @@ public class ScheduledBlockDeviceTests
     }
 
     [Fact]
+    public async Task Split_CanceledWhileAPartWaits_WithdrawsIt_NothingLeftQueuedOrOutstanding()
+    {
+        var time = new FakeTimeProvider();
+        using var scheduler = new QosScheduler(new QosSchedulerOptions { TimeProvider = time });
+        await using var shared = new MemoryBlockDevice(1 << 20);
+        // 10 kB/s: after the first 4 KiB part, the next is due 0.4 s later, on a clock that stands still.
+        var a = new ScheduledBlockDevice(shared, scheduler, scheduler.RegisterFunction("a", new ServiceLevel { LimitMbps = 0.01 }), splitBytes: 4096);
+        using var cts = new CancellationTokenSource();
+        var write = a.WriteAsync(0, new byte[16384], forceUnitAccess: false, cts.Token).AsTask();
+        Assert.False(write.IsCompleted);
+        Assert.Equal(1, scheduler.GetSnapshot().Queued);
+
+        await cts.CancelAsync(); // the initiator's ABORT TASK, or its connection gone
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => write.WaitAsync(TimeSpan.FromSeconds(10)));
+        var snapshot = scheduler.GetSnapshot();
+        Assert.Equal((0, 0), (snapshot.Queued, snapshot.Outstanding));
+        Assert.Equal(4096, snapshot.Functions.Single().CompletedBytes); // the part that ran
+        Assert.Equal(0, snapshot.Functions.Single().CompletedIos);      // an I/O that did not finish
+    }
+
+    [Fact]
     public async Task Split_LimitInIops_ChargesEachIoOnce()
     {
         var time = new FakeTimeProvider();

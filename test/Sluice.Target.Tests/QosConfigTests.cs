@@ -55,6 +55,9 @@ public sealed class QosConfigTests
         { "outstanding", "qos.maxOutstanding: must be between 1 and 65535 (got 0)" },
         { "tolerance", "qos.adaptiveLatencyTolerance: must be between 0.05 and 10 (got 0)" },
         { "headroom", "qos.reservationHeadroom: must be between 0 and 1 (got -0.1)" },
+        { "split small", "qos.splitBytes: must be 0 (never split) or a multiple of 512 of at least 4096 (got 2048)" },
+        { "split unaligned", "qos.splitBytes: must be 0 (never split) or a multiple of 512 of at least 4096 (got 5000)" },
+        { "burst", "qos.reservationBurstMs: must be between 0 and 10000 (got -1)" },
     };
 
     [Theory]
@@ -84,6 +87,9 @@ public sealed class QosConfigTests
             case "mode": c.Qos.Mode = "wfq"; break;
             case "outstanding": c.Qos.MaxOutstanding = 0; break;
             case "headroom": c.Qos.ReservationHeadroom = -0.1; break;
+            case "split small": c.Qos.SplitBytes = 2048; break;
+            case "split unaligned": c.Qos.SplitBytes = 5000; break;
+            case "burst": c.Qos.ReservationBurstMs = -1; break;
             case "tolerance": c.Qos.AdaptiveOutstanding = true; c.Qos.AdaptiveLatencyTolerance = 0; break;
         }
 
